@@ -1,0 +1,233 @@
+//! The declarative configuration file (TOML): the whole model plus the appliance
+//! settings. Documented for operators in `docs/config.md`.
+//!
+//! Parsing has two stages, as in ripgrep:
+//! 1. serde reads the text into raw specs ([`crate::model::GroupSpec`] and
+//!    friends), refusing unknown keys and wrong types with a file position. This
+//!    stage stops at the first error, because after a syntax error the rest of the
+//!    file cannot be trusted.
+//! 2. the specs are applied to a fresh [`Model`] through the same operations the
+//!    API uses, so the file and the API can never disagree about what is valid.
+//!    This stage reports every error it finds, each naming the object and field.
+//!
+//! Groups are created in a first pass and given their rules in a second, so a rule
+//! may reference a group declared further down the file. A group in the file is a
+//! newly created group: it gets its kind's default rules after the rules it lists,
+//! unless it says `default_rules = false`. A `[[security_group]]` named `default`
+//! configures the VPC's existing default group the same way.
+//!
+//! A file either yields a complete, valid model or nothing: the caller keeps its
+//! current model when loading fails.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::{
+    default_rule_specs, ErrorCode, Errors, GroupSpec, GroupUpdate, InterfaceSpec, Kind, Model, ModelError,
+    PrefixListSpec, VpcSpec, DEFAULT_GROUP,
+};
+use crate::settings::{QuotaSettings, Settings};
+
+/// Stage one: the file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    settings: Settings,
+    #[serde(default)]
+    quotas: QuotaSettings,
+    #[serde(default)]
+    vpc: Vec<VpcSpec>,
+    #[serde(default)]
+    prefix_list: Vec<PrefixListSpec>,
+    #[serde(default)]
+    security_group: Vec<GroupSpec>,
+    #[serde(default)]
+    interface: Vec<InterfaceSpec>,
+}
+
+/// A loaded, fully validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub settings: Settings,
+    pub model: Model,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// Stage one: the text is not valid TOML or does not have the file's shape.
+    #[error("{origin}: {message}")]
+    Syntax { origin: String, message: String },
+    /// Stage two: the content is invalid; every error found is listed.
+    #[error("{origin}: {} error{} found:\n{errors}", errors.len(), if errors.len() == 1 { "" } else { "s" })]
+    Invalid { origin: String, errors: Errors },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        build(raw).map_err(|errors| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            errors,
+        })
+    }
+}
+
+/// Stage two: applies the raw specs to a fresh model, collecting every error.
+fn build(raw: RawConfig) -> Result<Config, Errors> {
+    let mut errs: Vec<ModelError> = raw.settings.validate();
+    let quotas = raw.quotas.validate().unwrap_or_else(|e| {
+        errs.extend(e);
+        crate::model::Quotas::default()
+    });
+    let mut model = Model::new(quotas);
+
+    for vpc in &raw.vpc {
+        keep(model.create_vpc(vpc).map(drop), &mut errs);
+    }
+    for pl in &raw.prefix_list {
+        keep(model.create_prefix_list(pl).map(drop), &mut errs);
+    }
+
+    // Pass 1: every group exists (without rules) before any rule is checked.
+    let mut created = vec![false; raw.security_group.len()];
+    let mut defaults_seen = HashSet::new();
+    for (i, g) in raw.security_group.iter().enumerate() {
+        let ok = if g.name == DEFAULT_GROUP {
+            configure_default(&mut model, g, &mut defaults_seen)
+        } else {
+            model
+                .create_group(&GroupSpec {
+                    rules: Vec::new(),
+                    default_rules: Some(false),
+                    ..g.clone()
+                })
+                .map(drop)
+        };
+        created[i] = keep(ok, &mut errs);
+    }
+    // Pass 2: rules, listed ones first, then the kind's defaults.
+    for (g, _) in raw.security_group.iter().zip(&created).filter(|(_, ok)| **ok) {
+        // Pass 1 refused groups with a bad kind, so this parse succeeds.
+        let kind = g
+            .kind
+            .as_deref()
+            .map_or(Ok(Kind::Basic), Kind::parse)
+            .unwrap_or(Kind::Basic);
+        let mut rules = g.rules.clone();
+        if g.default_rules.unwrap_or(true) {
+            rules.extend(default_rule_specs(&g.name, kind));
+        }
+        keep(model.replace_rules(&g.vpc, &g.name, &rules).map(drop), &mut errs);
+    }
+
+    for iface in &raw.interface {
+        keep(model.create_interface(iface).map(drop), &mut errs);
+    }
+
+    if errs.is_empty() {
+        Ok(Config {
+            settings: raw.settings,
+            model,
+        })
+    } else {
+        Err(Errors(errs))
+    }
+}
+
+/// Records the errors of `r`; returns whether it succeeded.
+fn keep(r: Result<(), Errors>, errs: &mut Vec<ModelError>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            errs.extend(e.0);
+            false
+        }
+    }
+}
+
+/// Applies a `[[security_group]]` named `default` to the VPC's existing group.
+fn configure_default(model: &mut Model, g: &GroupSpec, seen: &mut HashSet<String>) -> Result<(), Errors> {
+    let subject = format!("group {DEFAULT_GROUP:?} in vpc {:?}", g.vpc);
+    if !seen.insert(g.vpc.clone()) {
+        return Err(
+            ModelError::new(ErrorCode::AlreadyExists, subject, "is declared twice in the file").into(),
+        );
+    }
+    if let Some(kind) = &g.kind {
+        if Kind::parse(kind) != Ok(Kind::Basic) {
+            return Err(ModelError::field(
+                subject,
+                "kind",
+                format!("the default group is basic, not {kind:?}"),
+            )
+            .into());
+        }
+    }
+    model.update_group(
+        &g.vpc,
+        DEFAULT_GROUP,
+        &GroupUpdate {
+            name: None,
+            description: g.description.clone(),
+            stateful: g.stateful,
+            intra_group: g.intra_group.clone(),
+        },
+    )
+}
+
+/// Counts for a one-line summary of a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub vpcs: usize,
+    pub groups: usize,
+    pub rules: usize,
+    pub interfaces: usize,
+    pub prefix_lists: usize,
+}
+
+impl Summary {
+    pub fn of(model: &Model) -> Self {
+        Summary {
+            vpcs: model.vpcs().count(),
+            groups: model.groups().count(),
+            rules: model.rule_count(),
+            interfaces: model.interfaces().count(),
+            prefix_lists: model.prefix_lists().count(),
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{}, {} ({}), {}, {}",
+            plural(self.vpcs, "vpc", "vpcs"),
+            plural(self.groups, "group", "groups"),
+            plural(self.rules, "rule", "rules"),
+            plural(self.interfaces, "interface", "interfaces"),
+            plural(self.prefix_lists, "prefix list", "prefix lists"),
+        )
+    }
+}

@@ -1,0 +1,125 @@
+//! The `rampart` command.
+//!
+//! Exit codes are part of the interface: `explain` exits 0 when the packet is
+//! allowed, 1 when it is denied and 2 on bad input; `validate` exits 0 for a valid
+//! file, 1 for an invalid one and 2 when the file cannot be read. Errors go to
+//! standard error as `error: ...`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rampart_control::config::{Config, ConfigError, Summary};
+use rampart_control::explain;
+use rampart_control::model::eval;
+
+/// rampart: a stateful security-group appliance.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a configuration file and report every error found in it.
+    ///
+    /// Exits 0 when the file is valid, 1 when it is not, 2 when it cannot be read.
+    Validate {
+        /// Configuration file (TOML, see docs/config.md).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Decide one packet against a configuration and say why.
+    ///
+    /// PACKET is `<proto> <src>[:<port>] -> <dst>[:<port>] [type <t> [code <c>]]`,
+    /// e.g. `tcp 198.51.100.7:40000 -> 198.18.1.10:443`,
+    /// `tcp [2001:db8::7]:40000 -> [2001:db8:1::10]:443` or
+    /// `icmp 198.51.100.7 -> 198.18.1.10 type 8 code 0`. Quote the arrow (or write
+    /// `to`): an unquoted `>` is a shell redirection.
+    ///
+    /// Exits 0 when the packet is allowed, 1 when it is denied, 2 on bad input.
+    Explain {
+        /// Configuration file (TOML, see docs/config.md).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Outer 802.1Q VLAN ID of the frame, which selects the VPC. Default: an
+        /// untagged frame.
+        #[arg(long)]
+        vlan: Option<u16>,
+        /// Name the VPC instead of giving its VLAN.
+        #[arg(long, conflicts_with = "vlan")]
+        vpc: Option<String>,
+        /// The packet, as described above.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        packet: Vec<String>,
+    },
+}
+
+/// Exit code for bad input, shared by every subcommand (and clap's own errors).
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Explain {
+            config,
+            vlan,
+            vpc,
+            packet,
+        } => run_explain(&config, vlan, vpc.as_deref(), &packet),
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: valid: {}", path.display(), Summary::of(&config.model));
+            ExitCode::SUCCESS
+        }
+        Err(err @ ConfigError::Read { .. }) => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_explain(path: &std::path::Path, vlan: Option<u16>, vpc: Option<&str>, packet: &[String]) -> ExitCode {
+    let bad = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(err) => return bad(err.to_string()),
+    };
+    let vlan = match vpc {
+        None => vlan,
+        Some(name) => match config.model.vpc_by_name(name) {
+            Some(v) => v.vlan,
+            None => return bad(format!("no vpc {name:?} in {}", path.display())),
+        },
+    };
+    let pkt = match explain::parse_packet(packet, vlan) {
+        Ok(p) => p,
+        Err(msg) => return bad(msg),
+    };
+    let verdict = eval::evaluate(&config.model, config.settings.unprotected, &pkt);
+    print!(
+        "{}",
+        explain::render(&config.model, &config.settings, &pkt, &verdict)
+    );
+    if verdict.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
