@@ -194,7 +194,8 @@ pub fn render(model: &Model, settings: &Settings, pkt: &Packet, verdict: &Verdic
                 };
                 let _ = writeln!(
                     out,
-                    "  {direction:<7}  {role} {addr} is not a protected interface: not evaluated"
+                    "  {:<7}  {role} {addr} is not a protected interface: not evaluated",
+                    direction.as_str()
                 );
             }
         }
@@ -241,7 +242,7 @@ fn render_check(out: &mut String, model: &Model, check: &Check) {
     let _ = writeln!(
         out,
         "  {:<7}  interface {iface:?}: {word}: {why}",
-        check.direction
+        check.direction.as_str()
     );
 }
 

@@ -1,1 +1,18 @@
-//! placeholder
+//! rampart's dataplane: the per-packet path.
+//!
+//! What it will own, issue by issue (see the issue tracker):
+//! - `classify/`: the multi-field classifier engine that decides first packets
+//!   (issue 3), read by workers lock-free from an immutable snapshot;
+//! - `wire/`, `conntrack/`, `worker.rs`, `stats.rs`: zero-copy parsing, the per-core
+//!   connection table and the batch pipeline (issue 4);
+//! - `port/`: AF_XDP and in-memory ports, pinned poll-mode workers (issue 5).
+//!
+//! What it must never do: allocate, lock, log or make a system call per packet;
+//! know about HTTP, files or serde. The control crate is its only writer, through
+//! one door: publishing a compiled snapshot.
+//!
+//! Nothing is implemented here yet. The security-group semantics it will enforce
+//! already exist as the reference evaluator in `rampart_control::model::eval`,
+//! which the classifier will be checked against.
+
+#![forbid(unsafe_code)]

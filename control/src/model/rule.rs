@@ -84,7 +84,8 @@ pub(crate) fn validate(
     };
 
     // One family per rule: every field that implies one must agree with the first.
-    let mut family: Option<(Family, String)> = explicit_family.map(|f| (f, format!("ethertype {f}")));
+    let mut family: Option<(Family, String)> =
+        explicit_family.map(|f| (f, "the rule's ethertype".to_owned()));
     let mut implied = Vec::new();
     if let Some(p) = protocol {
         if let Some(f) = p.implied_family() {
