@@ -1405,6 +1405,283 @@ fn s6_object_names_are_checked() {
     );
 }
 
+#[test]
+fn s6_vpcs_are_updated_in_place_and_keep_their_objects() {
+    let mut m = Model::default();
+    vpc(&mut m, "prod", None);
+    vpc(&mut m, "dev", Some(20));
+    iface(&mut m, "dev", "vm", &["198.18.1.10"], &[]).unwrap();
+    let spec = |name: &str, vlan| VpcSpec {
+        name: name.into(),
+        vlan,
+        description: Some("renamed".into()),
+    };
+    m.update_vpc("dev", &spec("staging", Some(30))).unwrap();
+    assert!(m.vpc_by_name("dev").is_none());
+    // The interface moved with its VPC to VLAN 30; VLAN 20 now selects no VPC.
+    assert_eq!(
+        decide_in(&m, Some(30), "tcp 198.51.100.7:1 -> 198.18.1.10:22")
+            .checks
+            .len(),
+        1
+    );
+    assert!(decide_in(&m, Some(20), "tcp 198.51.100.7:1 -> 198.18.1.10:22")
+        .vpc
+        .is_none());
+    rejected(
+        &mut m,
+        |m| m.update_vpc("staging", &spec("staging", None)),
+        "already the untagged one",
+    );
+    rejected(
+        &mut m,
+        |m| m.update_vpc("staging", &spec("prod", Some(30))),
+        "a vpc of that name exists",
+    );
+    rejected(
+        &mut m,
+        |m| m.update_vpc("staging", &spec("staging", Some(0))),
+        "out of range",
+    );
+    // Restating its own VLAN is no conflict.
+    m.update_vpc("staging", &spec("staging", Some(30))).unwrap();
+    m.check_invariants();
+}
+
+#[test]
+fn s6_interfaces_are_updated_in_place() {
+    let mut m = load(TIERS);
+    let v = m.vpc_by_name("prod").unwrap().id;
+    let spec = |name: &str, addrs: &[&str], groups: &[&str]| InterfaceSpec {
+        vpc: "prod".into(),
+        name: name.into(),
+        addresses: addrs.iter().map(|a| (*a).to_owned()).collect(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        mac: Some("02:00:5e:10:00:02".into()),
+        ..InterfaceSpec::default()
+    };
+    m.update_interface("prod", "web-2", &spec("db-2", &["198.18.2.11"], &["db"]))
+        .unwrap();
+    assert!(m
+        .interface_by_address(v, "198.18.1.11".parse().unwrap())
+        .is_none());
+    assert!(m.interface_by_name(v, "web-2").is_none());
+    assert!(
+        allowed(&m, "tcp 198.18.1.10:40000 -> 198.18.2.11:3306"),
+        "db-2 is a db member now"
+    );
+    assert!(!allowed(&m, "tcp 198.51.100.7:40000 -> 198.18.2.11:443"));
+    rejected(
+        &mut m,
+        |m| m.update_interface("prod", "db-2", &spec("db-2", &["198.18.1.10"], &["db"])),
+        "already belongs to interface \"web-1\"",
+    );
+    rejected(
+        &mut m,
+        |m| m.update_interface("prod", "db-2", &spec("web-1", &["198.18.2.11"], &["db"])),
+        "an interface of that name exists",
+    );
+    // Keeping its own addresses and name is fine.
+    m.update_interface(
+        "prod",
+        "web-1",
+        &spec("web-1", &["198.18.1.10", "2001:db8:1::10"], &["web"]),
+    )
+    .unwrap();
+    vpc(&mut m, "dev", Some(20));
+    let moved = InterfaceSpec {
+        vpc: "dev".into(),
+        ..spec("web-1", &["198.18.1.10"], &[])
+    };
+    rejected(
+        &mut m,
+        |m| m.update_interface("prod", "web-1", &moved),
+        "cannot move to another vpc",
+    );
+    m.check_invariants();
+}
+
+// ------------------------------------------------------------------ evaluator properties
+
+/// A random rule over a small space where collisions (ties, overlaps) are common.
+fn random_rule() -> impl Strategy<Value = RuleSpec> {
+    (
+        any::<bool>(),
+        0..3usize,
+        proptest::option::of((1..8i64, 0..4i64)),
+        0..5usize,
+        any::<bool>(),
+        1..4i64,
+    )
+        .prop_map(|(ingress, proto, ports, remote, deny, priority)| {
+            let protocol = ["tcp", "udp", "all"][proto];
+            RuleSpec {
+                direction: if ingress { "ingress" } else { "egress" }.to_owned(),
+                protocol: Scalar::from(protocol),
+                ports: ports
+                    .filter(|_| protocol != "all")
+                    .map(|(lo, len)| Scalar::Text(format!("{lo}-{}", lo + len))),
+                remote: [
+                    None,
+                    Some("198.18.0.0/30"),
+                    Some("198.18.1.0/24"),
+                    Some("group:g1"),
+                    Some("group:g2"),
+                ][remote]
+                    .map(str::to_owned),
+                action: Some(if deny { "deny" } else { "allow" }.to_owned()),
+                priority: Some(priority),
+                ..RuleSpec::default()
+            }
+        })
+}
+
+#[derive(Clone, Debug)]
+struct RandomModel {
+    /// Rules and intra_group accept for g1..g3.
+    groups: Vec<(Vec<RuleSpec>, bool)>,
+    /// Group indexes (0-based into `groups`) of interfaces 198.18.0.1-4.
+    bindings: Vec<Vec<usize>>,
+}
+
+fn random_model() -> impl Strategy<Value = RandomModel> {
+    let group = (proptest::collection::vec(random_rule(), 0..7), any::<bool>());
+    let binding = proptest::sample::subsequence(vec![0usize, 1, 2], 1..=3);
+    (
+        proptest::collection::vec(group, 3),
+        proptest::collection::vec(binding, 4),
+    )
+        .prop_map(|(groups, bindings)| RandomModel { groups, bindings })
+}
+
+impl RandomModel {
+    fn build(&self, reverse: bool) -> Model {
+        let mut m = Model::default();
+        vpc(&mut m, "prod", None);
+        for (i, (_, accept)) in self.groups.iter().enumerate() {
+            let spec = GroupSpec {
+                vpc: "prod".into(),
+                name: format!("g{}", i + 1),
+                kind: Some("advanced".into()),
+                intra_group: Some(if *accept { "accept" } else { "drop" }.into()),
+                ..GroupSpec::default()
+            };
+            m.create_group(&spec).unwrap();
+        }
+        for (i, (rules, _)) in self.groups.iter().enumerate() {
+            let mut rules = rules.clone();
+            if reverse {
+                rules.reverse();
+            }
+            m.replace_rules("prod", &format!("g{}", i + 1), &rules).unwrap();
+        }
+        for (i, bound) in self.bindings.iter().enumerate() {
+            let mut names: Vec<String> = bound.iter().map(|g| format!("g{}", g + 1)).collect();
+            if reverse {
+                names.reverse();
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            iface(
+                &mut m,
+                "prod",
+                &format!("i{i}"),
+                &[&format!("198.18.0.{}", i + 1)],
+                &names,
+            )
+            .unwrap();
+        }
+        m
+    }
+}
+
+fn random_packet() -> impl Strategy<Value = String> {
+    (0..2usize, 1..6u8, 1..6u8, 1..12u16).prop_map(|(proto, src, dst, port)| {
+        // Host 5 is in no interface (unprotected); 1-4 are the interfaces.
+        format!(
+            "{} 198.18.0.{src}:40000 -> 198.18.0.{dst}:{port}",
+            ["tcp", "udp"][proto]
+        )
+    })
+}
+
+/// What a decision says, without which of several equal rules it named.
+fn outcome(d: Decision) -> (u8, u16, bool) {
+    match d {
+        Decision::IntraGroup { .. } => (0, 0, true),
+        Decision::Rule { priority, action, .. } => (1, priority, action == Action::Allow),
+        Decision::ImplicitDeny => (2, 0, false),
+        Decision::NotFiltered => (3, 0, true),
+    }
+}
+
+fn outcomes(v: &Verdict) -> Vec<(Direction, (u8, u16, bool))> {
+    v.checks
+        .iter()
+        .map(|c| (c.direction, outcome(c.decision)))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Spec section 3: neither the order of rules in a group nor the order of an
+    /// interface's groups ever changes a verdict.
+    #[test]
+    fn s3_order_of_rules_and_groups_never_decides(model in random_model(), packets in proptest::collection::vec(random_packet(), 1..20)) {
+        let (a, b) = (model.build(false), model.build(true));
+        for p in &packets {
+            let (va, vb) = (decide(&a, p), decide(&b, p));
+            prop_assert_eq!(va.allowed, vb.allowed, "{}", p);
+            prop_assert_eq!(outcomes(&va), outcomes(&vb), "{}", p);
+        }
+    }
+
+    /// A deny of everything at priority 1 wins over every rule (deny beats allow
+    /// at equal priority, and nothing is smaller), but not over intra-group accept.
+    #[test]
+    fn s3_deny_all_at_priority_1_leaves_only_intra_group_accept(model in random_model(), packets in proptest::collection::vec(random_packet(), 1..20)) {
+        let mut m = model.build(false);
+        let deny_all = |dir: &str| RuleSpec { action: Some("deny".into()), priority: Some(1), ..rule(dir, "all") };
+        for g in ["g1", "g2", "g3"] {
+            m.add_rules("prod", g, &[deny_all("ingress"), deny_all("egress")]).unwrap();
+        }
+        for p in &packets {
+            let v = decide(&m, p);
+            for c in &v.checks {
+                match c.decision {
+                    Decision::IntraGroup { .. } => {}
+                    Decision::Rule { priority: 1, action: Action::Deny, .. } => {}
+                    other => prop_assert!(false, "{}: {:?} survived a deny-all at priority 1", p, other),
+                }
+            }
+            if !v.checks.is_empty() {
+                prop_assert_eq!(v.allowed, v.checks.iter().all(|c| matches!(c.decision, Decision::IntraGroup { .. })));
+            }
+        }
+    }
+
+    /// An allow-all at a worse priority than any existing rule only turns
+    /// implicit denies into allows; every other decision stays as it was.
+    #[test]
+    fn s3_a_lower_priority_allow_only_fills_implicit_denies(model in random_model(), packets in proptest::collection::vec(random_packet(), 1..20)) {
+        let before = model.build(false);
+        let mut after = before.clone();
+        let allow_all = |dir: &str| RuleSpec { priority: Some(65535), ..rule(dir, "all") };
+        for g in ["g1", "g2", "g3"] {
+            after.add_rules("prod", g, &[allow_all("ingress"), allow_all("egress")]).unwrap();
+        }
+        for p in &packets {
+            let (vb, va) = (decide(&before, p), decide(&after, p));
+            for (cb, ca) in vb.checks.iter().zip(&va.checks) {
+                match cb.decision {
+                    Decision::ImplicitDeny => prop_assert_eq!(outcome(ca.decision), (1, 65535, true), "{}", p),
+                    d => prop_assert_eq!(outcome(ca.decision), outcome(d), "{}", p),
+                }
+            }
+        }
+    }
+}
+
 // ------------------------------------------------------------------ all or nothing, under random changes
 
 /// A random change, valid or not.
@@ -1419,6 +1696,8 @@ enum Op {
     Bind(u8, u8),
     Unbind(u8, u8),
     SetPrefixList(u8),
+    UpdateInterface(u8, u8, Vec<u8>),
+    UpdateVpc(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -1433,6 +1712,9 @@ fn op() -> impl Strategy<Value = Op> {
         (0..5u8, 0..6u8).prop_map(|(i, g)| Op::Bind(i, g)),
         (0..5u8, 0..6u8).prop_map(|(i, g)| Op::Unbind(i, g)),
         (0..4u8).prop_map(Op::SetPrefixList),
+        (0..5u8, 0..6u8, proptest::collection::vec(0..6u8, 0..3))
+            .prop_map(|(i, a, g)| Op::UpdateInterface(i, a, g)),
+        (0..4u8).prop_map(Op::UpdateVpc),
     ]
 }
 
@@ -1501,6 +1783,28 @@ fn apply(m: &mut Model, op: &Op) -> Result<(), Errors> {
                     .iter()
                     .map(|s| (*s).to_owned())
                     .collect::<Vec<_>>(),
+            )
+        }
+        Op::UpdateInterface(i, a, groups) => {
+            let spec = InterfaceSpec {
+                vpc: "prod".into(),
+                name: format!("i{}", (i + a) % 5),
+                addresses: vec![format!("198.18.0.{a}")],
+                groups: groups.iter().map(|g| group_name(*g)).collect(),
+                ..InterfaceSpec::default()
+            };
+            m.update_interface("prod", &format!("i{i}"), &spec)
+        }
+        Op::UpdateVpc(v) => {
+            // 0: restate itself; 1: move to a VLAN; 2: untag; 3: an invalid VLAN.
+            let vlan = [None, Some(10), None, Some(5000)][*v as usize];
+            m.update_vpc(
+                "prod",
+                &VpcSpec {
+                    name: "prod".into(),
+                    vlan,
+                    description: None,
+                },
             )
         }
     }
