@@ -68,44 +68,85 @@ id_type!(
     "pl-"
 );
 
-/// Which way a rule looks: `ingress` rules see the source as the remote,
-/// `egress` rules the destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Direction {
-    Ingress,
-    Egress,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
+/// Declares an enum of keywords: its variants and their spellings, `as_str`,
+/// a case-insensitive `parse` (with aliases) whose error lists the spellings,
+/// and `Display`.
+macro_rules! keyword_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal {
+        $($(#[$vdoc:meta])* $variant:ident = $word:literal $(| $alias:literal)*),+ $(,)?
+    }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
         }
-    }
 
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "ingress" => Ok(Direction::Ingress),
-            "egress" => Ok(Direction::Egress),
-            _ => Err(format!("{s:?} is not a direction; expected ingress or egress")),
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, String> {
+                match s.to_ascii_lowercase().as_str() {
+                    $($word $(| $alias)* => Ok($name::$variant),)+
+                    _ => Err(format!("{s:?} is not {}; expected {}", $what, [$($word),+].join(" or "))),
+                }
+            }
         }
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+keyword_enum!(
+    /// Which way a rule looks: `ingress` rules see the source as the remote,
+    /// `egress` rules the destination.
+    Direction, "a direction" {
+        Ingress = "ingress",
+        Egress = "egress",
     }
-}
+);
 
-/// IP version. A rule's family is its `ethertype`, or what its CIDRs or its ICMP
-/// protocol imply; a rule without one covers both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
+keyword_enum!(
+    /// IP version, spelled as the `ethertype` field. A rule's family is its
+    /// `ethertype`, or what its CIDRs or its ICMP protocol imply; a rule without
+    /// one covers both.
+    Family, "an ethertype" {
+        V4 = "ipv4",
+        V6 = "ipv6",
+    }
+);
+
+keyword_enum!(
+    /// What a matching rule does.
+    Action, "an action" {
+        Allow = "allow" | "accept",
+        Deny = "deny" | "drop",
+    }
+);
+
+keyword_enum!(
+    /// Basic groups start with egress open; advanced groups start closed both ways.
+    Kind, "a group kind" {
+        Basic = "basic",
+        Advanced = "advanced",
+    }
+);
+
+keyword_enum!(
+    /// Whether members of a group always reach each other (`accept`, overriding
+    /// every explicit rule) or only as the rules allow (`drop`).
+    IntraGroup, "an intra_group policy" {
+        Accept = "accept",
+        Drop = "drop",
+    }
+);
 
 impl Family {
     pub fn of(addr: IpAddr) -> Self {
@@ -122,22 +163,6 @@ impl Family {
         }
     }
 
-    /// The spelling of the `ethertype` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::V4 => "ipv4",
-            Family::V6 => "ipv6",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "ipv4" => Ok(Family::V4),
-            "ipv6" => Ok(Family::V6),
-            _ => Err(format!("{s:?} is not an ethertype; expected ipv4 or ipv6")),
-        }
-    }
-
     /// The "everything" network of this family, `0.0.0.0/0` or `::/0`.
     pub fn any_net(self) -> IpNet {
         match self {
@@ -147,9 +172,13 @@ impl Family {
     }
 }
 
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl Kind {
+    /// Spec section 1: `accept` for basic groups, `drop` for advanced ones.
+    pub fn default_intra_group(self) -> IntraGroup {
+        match self {
+            Kind::Basic => IntraGroup::Accept,
+            Kind::Advanced => IntraGroup::Drop,
+        }
     }
 }
 
@@ -298,107 +327,6 @@ impl fmt::Display for PortRange {
         } else {
             write!(f, "{}-{}", self.lo, self.hi)
         }
-    }
-}
-
-/// What a matching rule does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Action {
-    Allow,
-    Deny,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Deny => "deny",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "allow" | "accept" => Ok(Action::Allow),
-            "deny" | "drop" => Ok(Action::Deny),
-            _ => Err(format!("{s:?} is not an action; expected allow or deny")),
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Basic groups start with egress open; advanced groups start closed both ways.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Basic,
-    Advanced,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Basic => "basic",
-            Kind::Advanced => "advanced",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "basic" => Ok(Kind::Basic),
-            "advanced" => Ok(Kind::Advanced),
-            _ => Err(format!("{s:?} is not a group kind; expected basic or advanced")),
-        }
-    }
-
-    /// Spec section 1: `accept` for basic groups, `drop` for advanced ones.
-    pub fn default_intra_group(self) -> IntraGroup {
-        match self {
-            Kind::Basic => IntraGroup::Accept,
-            Kind::Advanced => IntraGroup::Drop,
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether members of a group always reach each other (`accept`, overriding every
-/// explicit rule) or only as the rules allow (`drop`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum IntraGroup {
-    Accept,
-    Drop,
-}
-
-impl IntraGroup {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntraGroup::Accept => "accept",
-            IntraGroup::Drop => "drop",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "accept" => Ok(IntraGroup::Accept),
-            "drop" => Ok(IntraGroup::Drop),
-            _ => Err(format!(
-                "{s:?} is not an intra_group policy; expected accept or drop"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for IntraGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
