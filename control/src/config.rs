@@ -101,19 +101,35 @@ fn build(raw: RawConfig) -> Result<Config, Errors> {
     });
     let mut model = Model::new(quotas);
 
+    // An object that fails is replaced by a bare placeholder of the same name
+    // where one can be made, so that the objects depending on it are still
+    // checked against it instead of failing with "no such ..." in a cascade.
+    // The model of a failed file is discarded, so placeholders never escape.
     for vpc in &raw.vpc {
-        keep(model.create_vpc(vpc).map(drop), &mut errs);
+        if !keep(model.create_vpc(vpc).map(drop), &mut errs) {
+            placeholder_vpc(&mut model, &vpc.name);
+        }
     }
     for pl in &raw.prefix_list {
-        keep(model.create_prefix_list(pl).map(drop), &mut errs);
+        if !keep(model.create_prefix_list(pl).map(drop), &mut errs) {
+            let bare = PrefixListSpec {
+                vpc: pl.vpc.clone(),
+                name: pl.name.clone(),
+                ..PrefixListSpec::default()
+            };
+            let _ = model.create_prefix_list(&bare);
+        }
     }
 
     // Pass 1: every group exists (without rules) before any rule is checked.
-    let mut created = vec![false; raw.security_group.len()];
-    let mut defaults_seen = HashSet::new();
+    // `first` marks the first declaration of each (vpc, name); a repeated one is
+    // an error and its rules are not checked against the first one's group.
+    let mut first = vec![false; raw.security_group.len()];
+    let mut seen = HashSet::new();
     for (i, g) in raw.security_group.iter().enumerate() {
+        first[i] = seen.insert((g.vpc.as_str(), g.name.as_str()));
         let ok = if g.name == DEFAULT_GROUP {
-            configure_default(&mut model, g, &mut defaults_seen)
+            configure_default(&mut model, g, first[i])
         } else {
             model
                 .create_group(&GroupSpec {
@@ -123,11 +139,25 @@ fn build(raw: RawConfig) -> Result<Config, Errors> {
                 })
                 .map(drop)
         };
-        created[i] = keep(ok, &mut errs);
+        if !keep(ok, &mut errs) && first[i] && g.name != DEFAULT_GROUP {
+            let bare = GroupSpec {
+                vpc: g.vpc.clone(),
+                name: g.name.clone(),
+                default_rules: Some(false),
+                ..GroupSpec::default()
+            };
+            let _ = model.create_group(&bare);
+        }
     }
     // Pass 2: rules, listed ones first, then the kind's defaults.
-    for (g, _) in raw.security_group.iter().zip(&created).filter(|(_, ok)| **ok) {
-        // Pass 1 refused groups with a bad kind, so this parse succeeds.
+    for (g, _) in raw.security_group.iter().zip(&first).filter(|(_, first)| **first) {
+        let Some(vpc) = model.vpc_by_name(&g.vpc) else {
+            continue;
+        };
+        if model.group_by_name(vpc.id, &g.name).is_none() {
+            continue;
+        }
+        // A bad kind was reported in pass 1; check the rules as a basic group's.
         let kind = g
             .kind
             .as_deref()
@@ -154,6 +184,23 @@ fn build(raw: RawConfig) -> Result<Config, Errors> {
     }
 }
 
+/// Creates a VPC named `name` with no attributes, on the first free VLAN, to
+/// stand in for one whose declaration failed; does nothing if even that fails
+/// (a bad or repeated name).
+fn placeholder_vpc(model: &mut Model, name: &str) {
+    let vlans = std::iter::once(None).chain((1..=4094).rev().map(Some));
+    for vlan in vlans {
+        if model.vpc_by_vlan(vlan).is_none() {
+            let _ = model.create_vpc(&VpcSpec {
+                name: name.to_owned(),
+                vlan: vlan.map(i64::from),
+                description: None,
+            });
+            return;
+        }
+    }
+}
+
 /// Records the errors of `r`; returns whether it succeeded.
 fn keep(r: Result<(), Errors>, errs: &mut Vec<ModelError>) -> bool {
     match r {
@@ -165,13 +212,19 @@ fn keep(r: Result<(), Errors>, errs: &mut Vec<ModelError>) -> bool {
     }
 }
 
-/// Applies a `[[security_group]]` named `default` to the VPC's existing group.
-fn configure_default(model: &mut Model, g: &GroupSpec, seen: &mut HashSet<String>) -> Result<(), Errors> {
+/// Applies a `[[security_group]]` named `default` to the VPC's existing group;
+/// `first` is false when the file declared it already.
+fn configure_default(model: &mut Model, g: &GroupSpec, first: bool) -> Result<(), Errors> {
     let subject = format!("group {DEFAULT_GROUP:?} in vpc {:?}", g.vpc);
-    if !seen.insert(g.vpc.clone()) {
+    if !first {
         return Err(
             ModelError::new(ErrorCode::AlreadyExists, subject, "is declared twice in the file").into(),
         );
+    }
+    if model.vpc_by_name(&g.vpc).is_none() {
+        return Err(ModelError::field(subject, "vpc", format!("no vpc {:?}", g.vpc))
+            .with_code(ErrorCode::NotFound)
+            .into());
     }
     if let Some(kind) = &g.kind {
         if Kind::parse(kind) != Ok(Kind::Basic) {

@@ -201,7 +201,9 @@ pub fn render(model: &Model, settings: &Settings, pkt: &Packet, verdict: &Verdic
         }
     }
     if verdict.allowed {
-        let state = if verdict.stateful {
+        let state = if verdict.checks.iter().all(|c| c.decision == Decision::NotFiltered) {
+            "not tracked: no security group applies (bare metal without groups is not filtered)"
+        } else if verdict.stateful {
             "tracked: every evaluated group is stateful, so replies pass as part of the connection"
         } else {
             "not tracked: an evaluated group is stateless, so every packet is evaluated in its own direction"

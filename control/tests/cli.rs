@@ -396,3 +396,27 @@ fn explain_exits_2_on_bad_input() {
     let r = run(&["explain", "-c", config.to_str().unwrap()]);
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn explain_says_an_unfiltered_bare_metal_interface_is_not_filtered() {
+    let full = example("full.toml");
+    let r = run(&[
+        "explain",
+        "-c",
+        full.to_str().unwrap(),
+        "tcp 198.51.100.7:40000 -> 198.18.10.30:22",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("interface \"metal-1\": allow: bare-metal interface without groups: not filtered"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("connection not tracked: no security group applies"),
+        "{}",
+        r.stdout
+    );
+}

@@ -55,7 +55,7 @@ impl Model {
     /// the group's rule N.
     pub fn create_group(&mut self, spec: &GroupSpec) -> Result<GroupId, Errors> {
         let subject = group_subject(&spec.vpc, &spec.name);
-        let vpc = self.find_vpc(&spec.vpc)?;
+        let vpc = self.vpc_field(&subject, &spec.vpc)?;
         let vpc_id = vpc.id;
         let mut errs = Collector::default();
         errs.take(check_name(
@@ -88,19 +88,19 @@ impl Model {
             ));
         }
         let description = errs.take(check_description(&subject, spec.description.as_deref()));
+        // A bad kind or intra_group is recorded, and the rules are still checked
+        // (against a basic group) so that one attempt reports every error.
         let kind = match &spec.kind {
-            None => Some(Kind::Basic),
-            Some(k) => errs.take(Kind::parse(k).map_err(|m| ModelError::field(&subject, "kind", m))),
+            None => Kind::Basic,
+            Some(k) => errs
+                .take(Kind::parse(k).map_err(|m| ModelError::field(&subject, "kind", m)))
+                .unwrap_or(Kind::Basic),
         };
-        let intra_group = match (&spec.intra_group, kind) {
-            (Some(s), _) => {
-                errs.take(IntraGroup::parse(s).map_err(|m| ModelError::field(&subject, "intra_group", m)))
-            }
-            (None, Some(k)) => Some(k.default_intra_group()),
-            (None, None) => None,
-        };
-        let (Some(kind), Some(intra_group)) = (kind, intra_group) else {
-            return Err(errs.finish().expect_err("kind or intra_group failed"));
+        let intra_group = match &spec.intra_group {
+            None => kind.default_intra_group(),
+            Some(s) => errs
+                .take(IntraGroup::parse(s).map_err(|m| ModelError::field(&subject, "intra_group", m)))
+                .unwrap_or(IntraGroup::Drop),
         };
         let group = SecurityGroup {
             id: GroupId(self.next.group + 1),
@@ -292,8 +292,8 @@ impl Model {
         Ok(ids)
     }
 
-    /// Deletes one rule of a group, by id (`sgr-N`).
-    pub fn delete_rule(&mut self, vpc: &str, group: &str, rule: &str) -> Result<(), Errors> {
+    /// Finds rule `rule` (an id, `sgr-N`) of a group: the group and its position.
+    fn find_rule(&self, vpc: &str, group: &str, rule: &str) -> Result<(&SecurityGroup, usize), Errors> {
         let g = self.find_group(vpc, group)?;
         let subject = group_subject(vpc, &g.name);
         let Some(rule_id) = RuleId::parse(rule) else {
@@ -304,13 +304,35 @@ impl Model {
             )
             .into());
         };
-        let Some(pos) = g.rules.iter().position(|r| r.id == rule_id) else {
-            return Err(
-                ModelError::new(ErrorCode::NotFound, subject, format!("has no rule {rule_id}")).into(),
-            );
-        };
+        match g.rules.iter().position(|r| r.id == rule_id) {
+            Some(pos) => Ok((g, pos)),
+            None => {
+                Err(ModelError::new(ErrorCode::NotFound, subject, format!("has no rule {rule_id}")).into())
+            }
+        }
+    }
+
+    /// Deletes one rule of a group, by id (`sgr-N`).
+    pub fn delete_rule(&mut self, vpc: &str, group: &str, rule: &str) -> Result<(), Errors> {
+        let (g, pos) = self.find_rule(vpc, group, rule)?;
         let id = g.id;
         self.groups.get_mut(&id).expect("found above").rules.remove(pos);
+        Ok(())
+    }
+
+    /// Replaces one rule of a group, by id, with `spec`; it keeps its id and its
+    /// place in the list.
+    pub fn update_rule(&mut self, vpc: &str, group: &str, rule: &str, spec: &RuleSpec) -> Result<(), Errors> {
+        let (g, pos) = self.find_rule(vpc, group, rule)?;
+        let owner = rule::Owner {
+            vpc: g.vpc,
+            group: g.id,
+            group_name: &g.name,
+        };
+        let subject = rule_subject(vpc, &g.name, pos + 1);
+        let new = rule::validate(self, owner, g.rules[pos].id, &subject, spec)?;
+        let id = g.id;
+        self.groups.get_mut(&id).expect("found above").rules[pos] = new;
         Ok(())
     }
 }

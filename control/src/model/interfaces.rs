@@ -5,15 +5,20 @@ use super::error::Collector;
 use super::*;
 
 impl Model {
-    /// Resolves a list of group names or ids for an interface of `vpc`.
+    /// Resolves the group names or ids of an interface of `vpc`. With no groups
+    /// the interface is bound to `default`, except a bare-metal interface given
+    /// an explicitly empty list: only that one is left unfiltered, so that
+    /// forgetting the key never opens an interface.
     fn resolve_bound_groups(
         &self,
         subject: &str,
         vpc: VpcId,
-        names: &[String],
+        names: Option<&[String]>,
         bare_metal: bool,
         errs: &mut Collector,
     ) -> Vec<GroupId> {
+        let unfiltered = bare_metal && names.is_some_and(<[String]>::is_empty);
+        let names = names.unwrap_or_default();
         let mut ids: Vec<GroupId> = Vec::new();
         for name in names {
             match self.resolve_group(vpc, name) {
@@ -42,7 +47,7 @@ impl Model {
                 .with_code(ErrorCode::QuotaExceeded),
             );
         }
-        if names.is_empty() && !bare_metal {
+        if names.is_empty() && !unfiltered {
             if let Some(v) = self.vpcs.get(&vpc) {
                 ids.push(v.default_group);
             }
@@ -54,7 +59,7 @@ impl Model {
     /// interface `this`, and returns the interface it describes.
     fn check_interface(&self, spec: &InterfaceSpec, this: Option<&Interface>) -> Result<Interface, Errors> {
         let subject = interface_subject(&spec.vpc, &spec.name);
-        let vpc = self.find_vpc(&spec.vpc)?.id;
+        let vpc = self.vpc_field(&subject, &spec.vpc)?.id;
         let this_id = this.map(|i| i.id);
         let mut errs = Collector::default();
         if this.is_some_and(|old| old.vpc != vpc) {
@@ -92,7 +97,7 @@ impl Model {
             Some(m) => errs.take(MacAddr::parse(m).map_err(|msg| ModelError::field(&subject, "mac", msg))),
         };
         let bare_metal = spec.bare_metal.unwrap_or(false);
-        let groups = self.resolve_bound_groups(&subject, vpc, &spec.groups, bare_metal, &mut errs);
+        let groups = self.resolve_bound_groups(&subject, vpc, spec.groups.as_deref(), bare_metal, &mut errs);
         errs.finish()?;
         Ok(Interface {
             id: this_id.unwrap_or(InterfaceId(self.next.interface + 1)),
@@ -208,7 +213,7 @@ impl Model {
         let iface = self.find_interface(vpc, name)?;
         let subject = interface_subject(vpc, name);
         let mut errs = Collector::default();
-        let ids = self.resolve_bound_groups(&subject, iface.vpc, groups, iface.bare_metal, &mut errs);
+        let ids = self.resolve_bound_groups(&subject, iface.vpc, Some(groups), iface.bare_metal, &mut errs);
         errs.finish()?;
         let id = iface.id;
         self.interfaces.get_mut(&id).expect("found above").groups = ids;

@@ -263,8 +263,12 @@ impl Model {
         self.vpcs.values().find(|v| v.name == name)
     }
 
-    /// The VPC that frames with this outer VLAN tag (or untagged, `None`) belong to.
+    /// The VPC that frames with this outer VLAN tag (or untagged, `None`) belong
+    /// to. VLAN ID 0 marks a priority-tagged frame, which 802.1Q treats as
+    /// untagged, so it selects the untagged VPC; otherwise a frame could dodge
+    /// the rules of the untagged VPC by carrying a priority tag.
     pub fn vpc_by_vlan(&self, vlan: Option<u16>) -> Option<&Vpc> {
+        let vlan = vlan.filter(|v| *v != 0);
         self.vpcs.values().find(|v| v.vlan == vlan)
     }
 
@@ -445,6 +449,13 @@ impl Model {
     fn find_vpc(&self, name: &str) -> Result<&Vpc, ModelError> {
         self.vpc_by_name(name)
             .ok_or_else(|| ModelError::new(ErrorCode::NotFound, format!("vpc {name:?}"), "no such vpc"))
+    }
+
+    /// The VPC that a new object names in its `vpc` field.
+    fn vpc_field(&self, subject: &str, name: &str) -> Result<&Vpc, ModelError> {
+        self.vpc_by_name(name).ok_or_else(|| {
+            ModelError::field(subject, "vpc", format!("no vpc {name:?}")).with_code(ErrorCode::NotFound)
+        })
     }
 
     fn find_group(&self, vpc: &str, group: &str) -> Result<&SecurityGroup, ModelError> {

@@ -1,4 +1,4 @@
-//! Prefix lists: named CIDR sets used as rule remotes. A list in use cannot be
+//! Prefix lists: named CIDR sets used as rule remotes; create, update, delete. A list in use cannot be
 //! deleted; changing its CIDRs changes every rule that uses it.
 
 use super::error::Collector;
@@ -25,7 +25,7 @@ impl Model {
 
     pub fn create_prefix_list(&mut self, spec: &PrefixListSpec) -> Result<PrefixListId, Errors> {
         let subject = prefix_list_subject(&spec.vpc, &spec.name);
-        let vpc = self.find_vpc(&spec.vpc)?.id;
+        let vpc = self.vpc_field(&subject, &spec.vpc)?.id;
         let mut errs = Collector::default();
         errs.take(check_name(
             &subject,
@@ -57,14 +57,42 @@ impl Model {
         Ok(id)
     }
 
-    /// Replaces the CIDRs of a prefix list; every rule using it follows.
-    pub fn set_prefix_list_cidrs(&mut self, vpc: &str, name: &str, cidrs: &[String]) -> Result<(), Errors> {
+    /// Replaces a prefix list's name, description and CIDRs with those of
+    /// `spec` (same VPC); every rule using it follows.
+    pub fn update_prefix_list(&mut self, vpc: &str, name: &str, spec: &PrefixListSpec) -> Result<(), Errors> {
         let pl = self.find_prefix_list(vpc, name)?;
+        let subject = prefix_list_subject(vpc, &spec.name);
         let mut errs = Collector::default();
-        let parsed = Self::check_cidrs(&prefix_list_subject(vpc, &pl.name), cidrs, &mut errs);
+        if spec.vpc != vpc {
+            errs.push(ModelError::field(
+                &subject,
+                "vpc",
+                "a prefix list cannot move to another vpc; create it there",
+            ));
+        }
+        errs.take(check_name(
+            &subject,
+            &spec.name,
+            PrefixListId::parse(&spec.name).is_some(),
+        ));
+        if self
+            .prefix_list_by_name(pl.vpc, &spec.name)
+            .is_some_and(|other| other.id != pl.id)
+        {
+            errs.push(ModelError::new(
+                ErrorCode::AlreadyExists,
+                &subject,
+                "a prefix list of that name exists",
+            ));
+        }
+        let description = errs.take(check_description(&subject, spec.description.as_deref()));
+        let cidrs = Self::check_cidrs(&subject, &spec.cidrs, &mut errs);
         errs.finish()?;
         let id = pl.id;
-        self.prefix_lists.get_mut(&id).expect("found above").cidrs = parsed;
+        let pl = self.prefix_lists.get_mut(&id).expect("found above");
+        pl.name.clone_from(&spec.name);
+        pl.description = description.unwrap_or_default();
+        pl.cidrs = cidrs;
         Ok(())
     }
 

@@ -144,9 +144,6 @@ pub(crate) fn validate(
     };
     let icmp_type = icmp_field("icmp_type", spec.icmp_type);
     let icmp_code = icmp_field("icmp_code", spec.icmp_code);
-    if spec.icmp_code.is_some() && spec.icmp_type.is_none() {
-        errs.push(field("icmp_code", "an ICMP code needs an icmp_type".to_owned()));
-    }
 
     let action = match &spec.action {
         None => Some(Action::Allow),

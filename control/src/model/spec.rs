@@ -180,10 +180,12 @@ pub struct InterfaceSpec {
     pub addresses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
-    /// Group names or ids, in order; empty = the VPC's `default` group.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// A bare-metal interface may have no group; its traffic is then not filtered.
+    /// Group names or ids, in order. Absent (or empty, unless bare metal): the
+    /// VPC's `default` group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// A bare-metal interface may have no group (`groups = []` said explicitly);
+    /// its traffic is then not filtered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bare_metal: Option<bool>,
 }

@@ -79,7 +79,8 @@ fn iface(
         vpc: vpc.to_owned(),
         name: name.to_owned(),
         addresses: addrs.iter().map(|s| (*s).to_owned()).collect(),
-        groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+        // No groups: the key is left out, as an operator would.
+        groups: (!groups.is_empty()).then(|| groups.iter().map(|s| (*s).to_owned()).collect()),
         ..InterfaceSpec::default()
     })
 }
@@ -98,6 +99,17 @@ fn group(
         rules,
         ..GroupSpec::default()
     })
+}
+
+/// Replaces the CIDRs of prefix list `name` of vpc prod.
+fn set_cidrs(model: &mut Model, name: &str, cidrs: &[&str]) -> Result<(), Errors> {
+    let spec = PrefixListSpec {
+        vpc: "prod".into(),
+        name: name.into(),
+        description: None,
+        cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    model.update_prefix_list("prod", name, &spec)
 }
 
 fn texts(model: &Model, g: GroupId) -> Vec<String> {
@@ -310,6 +322,7 @@ fn s1_only_bare_metal_interfaces_may_have_no_group_and_they_are_not_filtered() {
             vpc: "prod".into(),
             name: "metal-1".into(),
             addresses: vec!["198.18.1.20".into()],
+            groups: Some(vec![]),
             bare_metal: Some(true),
             ..InterfaceSpec::default()
         })
@@ -325,6 +338,18 @@ fn s1_only_bare_metal_interfaces_may_have_no_group_and_they_are_not_filtered() {
         |m| m.unbind_group("prod", "vm-1", "default"),
         "needs at least one",
     );
+}
+
+#[test]
+fn s1_a_bare_metal_interface_that_omits_its_groups_is_still_filtered() {
+    // Unfiltered only when said explicitly (`groups = []`): a forgotten key must
+    // not open an interface.
+    let m = load(
+        "[[vpc]]\nname = \"prod\"\n[[interface]]\nvpc = \"prod\"\nname = \"m\"\naddresses = [\"198.18.1.30\"]\nbare_metal = true\n",
+    );
+    let v = decide(&m, "tcp 198.51.100.7:40000 -> 198.18.1.30:22");
+    assert!(!v.allowed);
+    assert_eq!(decision(&v, Direction::Ingress), Decision::ImplicitDeny);
 }
 
 #[test]
@@ -476,9 +501,46 @@ fn s2_rejects_ports_on_a_protocol_without_ports() {
     assert_eq!(e.0[0].field, Some("icmp_type"));
     let e = rule_error(RuleSpec {
         icmp_code: Some(0),
-        ..rule("ingress", "icmp")
+        ..rule("ingress", "udp")
     });
-    assert!(e.to_string().contains("needs an icmp_type"), "{e}");
+    assert_eq!(e.0[0].field, Some("icmp_code"));
+}
+
+#[test]
+fn s2_icmp_type_and_code_are_each_optional() {
+    // Absent means any: a code alone matches that code under every type.
+    let mut m = load(TIERS);
+    let only_code = RuleSpec {
+        icmp_code: Some(0),
+        ..rule("ingress", "icmp")
+    };
+    m.add_rules("prod", "db", &[only_code]).unwrap();
+    assert!(allowed(&m, "icmp 198.51.100.7 -> 198.18.2.10 type 8 code 0"));
+    assert!(allowed(&m, "icmp 198.51.100.7 -> 198.18.2.10 type 13 code 0"));
+    assert!(!allowed(&m, "icmp 198.51.100.7 -> 198.18.2.10 type 3 code 1"));
+}
+
+#[test]
+fn s2_only_the_spelled_values_are_accepted() {
+    for (r, field) in [
+        (
+            RuleSpec {
+                action: Some("accept".into()),
+                ..rule("ingress", "tcp")
+            },
+            "action",
+        ),
+        (
+            RuleSpec {
+                action: Some("drop".into()),
+                ..rule("ingress", "tcp")
+            },
+            "action",
+        ),
+        (rule("ingress", "any"), "protocol"),
+    ] {
+        assert_eq!(rule_error(r).0[0].field, Some(field));
+    }
 }
 
 #[test]
@@ -1033,8 +1095,7 @@ fn s3_prefix_list_remotes_match_any_of_their_cidrs() {
     assert!(allowed(&m, "tcp 203.0.113.5:40000 -> 198.18.1.10:22"));
     assert!(allowed(&m, "tcp [2001:db8:ff:1::5]:40000 -> [2001:db8:1::10]:22"));
     assert!(!allowed(&m, "tcp 198.51.100.7:40000 -> 198.18.1.10:22"));
-    m.set_prefix_list_cidrs("prod", "office", &["198.51.100.0/24".into()])
-        .unwrap();
+    set_cidrs(&mut m, "office", &["198.51.100.0/24"]).unwrap();
     assert!(allowed(&m, "tcp 198.51.100.7:40000 -> 198.18.1.10:22"));
     assert!(!allowed(&m, "tcp 203.0.113.5:40000 -> 198.18.1.10:22"));
 }
@@ -1134,6 +1195,16 @@ fn s3_the_vlan_selects_the_vpc_and_an_unknown_vlan_is_unprotected() {
     assert!(!decide_in(&m, Some(20), "tcp 198.51.100.7:1 -> 198.18.1.10:22").allowed);
     let v = decide_in(&m, Some(30), "tcp 198.51.100.7:1 -> 198.18.1.10:22");
     assert!(v.allowed && v.vpc.is_none());
+}
+
+#[test]
+fn s3_a_priority_tagged_frame_belongs_to_the_untagged_vpc() {
+    // VLAN ID 0 carries only a priority; 802.1Q treats the frame as untagged. It
+    // must meet the untagged VPC's rules, not slip through as unprotected.
+    let m = load(TIERS);
+    let v = decide_in(&m, Some(0), "tcp 198.51.100.7:40000 -> 198.18.2.10:3306");
+    assert!(v.vpc.is_some());
+    assert!(!v.allowed);
 }
 
 #[test]
@@ -1396,7 +1467,7 @@ fn s6_object_names_are_checked() {
     rejected(
         &mut m,
         |m| group(m, "nosuch", "web", "basic", vec![]),
-        "vpc \"nosuch\": no such vpc",
+        "group \"web\" in vpc \"nosuch\": field `vpc`: no vpc \"nosuch\"",
     );
     rejected(
         &mut m,
@@ -1456,7 +1527,7 @@ fn s6_interfaces_are_updated_in_place() {
         vpc: "prod".into(),
         name: name.into(),
         addresses: addrs.iter().map(|a| (*a).to_owned()).collect(),
-        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
         mac: Some("02:00:5e:10:00:02".into()),
         ..InterfaceSpec::default()
     };
@@ -1499,6 +1570,102 @@ fn s6_interfaces_are_updated_in_place() {
         "cannot move to another vpc",
     );
     m.check_invariants();
+}
+
+#[test]
+fn s6_one_rule_is_updated_in_place_keeping_its_id() {
+    let mut m = load(TIERS);
+    let v = m.vpc_by_name("prod").unwrap().id;
+    let id = m.group_by_name(v, "web").unwrap().rules[1].id;
+    let spec = RuleSpec {
+        ports: Some("8443".into()),
+        ..rule("ingress", "tcp")
+    };
+    m.update_rule("prod", "web", &id.to_string(), &spec).unwrap();
+    let web = m.group_by_name(v, "web").unwrap();
+    assert_eq!(web.rules[1].id, id);
+    assert_eq!(
+        m.rule_text(&web.rules[1]),
+        "ingress tcp port 8443 from any allow priority 100"
+    );
+    assert!(!allowed(&m, "tcp 198.51.100.7:40000 -> 198.18.1.10:443"));
+    assert!(allowed(&m, "tcp 198.51.100.7:40000 -> 198.18.1.10:8443"));
+    let bad = RuleSpec {
+        ports: Some("0".into()),
+        ..rule("ingress", "tcp")
+    };
+    rejected(
+        &mut m,
+        |m| m.update_rule("prod", "web", &id.to_string(), &bad),
+        "rule 2 of group \"web\"",
+    );
+    rejected(
+        &mut m,
+        |m| m.update_rule("prod", "db", &id.to_string(), &spec),
+        "has no rule",
+    );
+}
+
+#[test]
+fn s6_prefix_lists_are_updated_and_rules_follow_a_rename() {
+    let mut m = load(TIERS);
+    let spec = |name: &str, vpc: &str| PrefixListSpec {
+        vpc: vpc.into(),
+        name: name.into(),
+        description: Some("ops".into()),
+        cidrs: vec!["198.51.100.0/24".into()],
+    };
+    m.update_prefix_list("prod", "office", &spec("ops", "prod"))
+        .unwrap();
+    let v = m.vpc_by_name("prod").unwrap().id;
+    let web = m.group_by_name(v, "web").unwrap();
+    assert_eq!(
+        m.rule_text(&web.rules[2]),
+        "ingress tcp port 22 from prefix-list:ops allow priority 100"
+    );
+    assert!(allowed(&m, "tcp 198.51.100.7:40000 -> 198.18.1.10:22"));
+    m.create_prefix_list(&spec("other", "prod")).unwrap();
+    rejected(
+        &mut m,
+        |m| m.update_prefix_list("prod", "ops", &spec("other", "prod")),
+        "a prefix list of that name exists",
+    );
+    rejected(
+        &mut m,
+        |m| m.update_prefix_list("prod", "ops", &spec("ops", "dev")),
+        "cannot move to another vpc",
+    );
+    rejected(
+        &mut m,
+        |m| m.update_prefix_list("prod", "nosuch", &spec("x", "prod")),
+        "no such prefix list",
+    );
+    m.check_invariants();
+}
+
+#[test]
+fn s6_a_file_reports_errors_behind_a_failed_object_without_cascades() {
+    // A bad kind does not hide the group's bad rule.
+    let e = load_err(
+        "[[vpc]]\nname = \"prod\"\n[[security_group]]\nvpc = \"prod\"\nname = \"web\"\nkind = \"fancy\"\n\
+         rules = [{ direction = \"ingress\", protocol = \"tcp\", ports = \"443-80\" }]\n",
+    );
+    assert!(
+        e.contains("2 errors found") && e.contains("field `kind`") && e.contains("443-80"),
+        "{e}"
+    );
+    // A VPC with a bad VLAN is one error, not one more per object inside it.
+    let e = load_err(
+        "[[vpc]]\nname = \"prod\"\nvlan = 5000\n[[security_group]]\nvpc = \"prod\"\nname = \"web\"\n\
+         [[interface]]\nvpc = \"prod\"\nname = \"web-1\"\naddresses = [\"198.18.1.10\"]\ngroups = [\"web\"]\n",
+    );
+    assert!(e.contains("1 error found") && e.contains("vlan"), "{e}");
+    // An unknown VPC is named as the object's `vpc` field.
+    let e = load_err("[[security_group]]\nvpc = \"prod\"\nname = \"web\"\n");
+    assert!(
+        e.contains("group \"web\" in vpc \"prod\": field `vpc`: no vpc \"prod\""),
+        "{e}"
+    );
 }
 
 // ------------------------------------------------------------------ evaluator properties
@@ -1776,21 +1943,14 @@ fn apply(m: &mut Model, op: &Op) -> Result<(), Errors> {
         Op::Unbind(i, g) => m.unbind_group("prod", &format!("i{i}"), &group_name(*g)),
         Op::SetPrefixList(n) => {
             let cidrs = ["198.51.100.0/24", "2001:db8:ff::/48", "bad", "198.51.100.0/24"];
-            m.set_prefix_list_cidrs(
-                "prod",
-                "pl",
-                &cidrs[..*n as usize]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect::<Vec<_>>(),
-            )
+            set_cidrs(m, "pl", &cidrs[..*n as usize])
         }
         Op::UpdateInterface(i, a, groups) => {
             let spec = InterfaceSpec {
                 vpc: "prod".into(),
                 name: format!("i{}", (i + a) % 5),
                 addresses: vec![format!("198.18.0.{a}")],
-                groups: groups.iter().map(|g| group_name(*g)).collect(),
+                groups: Some(groups.iter().map(|g| group_name(*g)).collect()),
                 ..InterfaceSpec::default()
             };
             m.update_interface("prod", &format!("i{i}"), &spec)

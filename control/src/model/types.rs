@@ -126,8 +126,8 @@ keyword_enum!(
 keyword_enum!(
     /// What a matching rule does.
     Action, "an action" {
-        Allow = "allow" | "accept",
-        Deny = "deny" | "drop",
+        Allow = "allow",
+        Deny = "deny",
     }
 );
 
@@ -203,7 +203,7 @@ impl Protocol {
     pub fn parse_name(s: &str) -> Result<Self, String> {
         let lower = s.to_ascii_lowercase();
         let named = match lower.as_str() {
-            "all" | "any" => return Ok(Protocol::All),
+            "all" => return Ok(Protocol::All),
             "tcp" => proto::TCP,
             "udp" => proto::UDP,
             "icmp" => proto::ICMP,
