@@ -17,7 +17,7 @@ use rampart_control::model::eval;
 
 /// rampart: a stateful security-group appliance.
 #[derive(Debug, Parser)]
-#[command(name = "rampart", version, about, long_about = None)]
+#[command(name = "rampart", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

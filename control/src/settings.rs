@@ -218,3 +218,99 @@ impl QuotaSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn load_err(text: &str) -> String {
+        Config::parse(text, "test").expect_err("rejected").to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_specs() {
+        let s = Settings::default();
+        assert_eq!(s.unprotected, Unprotected::Forward);
+        assert_eq!(s.non_ip, NonIp::Drop);
+        assert!(!s.tcp_pickup);
+        assert_eq!(s.on_rule_change, OnRuleChange::Revalidate);
+        assert_eq!(s.fragment_timeout, 2);
+        let t = s.timeouts;
+        assert_eq!(
+            [
+                t.tcp_syn_sent,
+                t.tcp_syn_received,
+                t.tcp_established,
+                t.tcp_closing,
+                t.tcp_time_wait,
+                t.tcp_reset
+            ],
+            [120, 60, 432_000, 120, 120, 10]
+        );
+        assert_eq!(
+            [t.udp_unreplied, t.udp_replied, t.icmp_echo, t.other],
+            [30, 180, 30, 600]
+        );
+        assert!(s.validate().is_empty());
+        let q = Config::parse("", "empty").unwrap().model.quotas();
+        assert_eq!(
+            (
+                q.groups_per_vpc,
+                q.rules_per_group,
+                q.groups_per_interface,
+                q.interfaces
+            ),
+            (1000, 1000, 16, 100_000)
+        );
+    }
+
+    #[test]
+    fn settings_are_read_from_the_file() {
+        let c = Config::parse(
+            "[settings]\nunprotected = \"drop\"\nnon_ip = \"forward\"\ntcp_pickup = true\n\
+             on_rule_change = \"keep\"\n[settings.timeouts]\nudp_replied = 60\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(c.settings.unprotected, Unprotected::Drop);
+        assert_eq!(c.settings.non_ip, NonIp::Forward);
+        assert!(c.settings.tcp_pickup);
+        assert_eq!(c.settings.on_rule_change, OnRuleChange::Keep);
+        assert_eq!(c.settings.timeouts.udp_replied, 60);
+        assert_eq!(
+            c.settings.timeouts.udp_unreplied, 30,
+            "unset keys keep their default"
+        );
+    }
+
+    #[test]
+    fn out_of_range_settings_are_all_reported_by_name() {
+        let e = load_err(
+            "[settings]\nfragment_timeout = 0\nflow_table_capacity = 10\n\
+             [settings.timeouts]\ntcp_established = 0\nicmp_echo = 99999999\n",
+        );
+        assert!(e.contains("4 errors found"), "{e}");
+        for needle in [
+            "settings: field `fragment_timeout`: 0 s is out of range 1-60 s",
+            "settings: field `flow_table_capacity`: 10 is out of range",
+            "settings.timeouts: field `tcp_established`: 0 s is out of range",
+            "settings.timeouts: field `icmp_echo`: 99999999 s is out of range",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_setting_names_and_values_are_refused_with_their_line() {
+        let e = load_err("[settings]\nunprotected = \"allow\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("unknown variant `allow`"),
+            "{e}"
+        );
+        let e = load_err("[settings.timeouts]\ntcp_establshed = 5\n");
+        assert!(e.contains("unknown field `tcp_establshed`"), "{e}");
+        let e = load_err("[settings]\nfragment_timeout = -1\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+}
