@@ -16,3 +16,5 @@
 //! which the classifier will be checked against.
 
 #![forbid(unsafe_code)]
+
+pub mod classify;

@@ -1,0 +1,220 @@
+//! Every engine against the linear reference: on the shipped ClassBench sets
+//! (0 mismatches on every trace header) and on random rule sets that exercise
+//! what ClassBench does not (IPv6, address sets, deny rules, priority ties).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn classbench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/classbench")
+}
+
+/// Loads a ClassBench set; panics with the path if the shared data is missing.
+fn load(set: &str) -> (Vec<Rule<u32>>, Vec<Key<u32>>) {
+    let read = |ext: &str| {
+        let path = classbench_dir().join(format!("{set}.{ext}"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (../shared must sit beside the repository)",
+                path.display()
+            )
+        })
+    };
+    (
+        classbench::parse_rules(&read("rules")).unwrap(),
+        classbench::parse_trace(&read("trace")).unwrap(),
+    )
+}
+
+/// Classifies the whole trace with both engines, in bursts as the worker will;
+/// returns the number of headers where they differ.
+fn mismatches(set: &str) -> usize {
+    let (rules, keys) = load(set);
+    let linear = Linear::build(&rules);
+    let engine = TupleSpace::build(&rules);
+    let mut out = vec![None; 64];
+    let mut differ = 0;
+    for burst in keys.chunks(64) {
+        engine.lookup_batch(burst, &mut out[..burst.len()]);
+        for (key, got) in burst.iter().zip(&out) {
+            let want = linear.lookup(key);
+            assert!(want.is_some(), "{set}: every trace header matches some rule");
+            differ += usize::from(*got != want);
+        }
+    }
+    differ
+}
+
+#[test]
+fn classbench_acl1_1k_matches_a_linear_scan_on_every_header() {
+    assert_eq!(mismatches("acl1_1k"), 0);
+}
+
+#[test]
+fn classbench_fw1_1k_matches_a_linear_scan_on_every_header() {
+    assert_eq!(mismatches("fw1_1k"), 0);
+}
+
+#[test]
+#[ignore = "takes minutes in a debug build; run with --release -- --ignored"]
+fn classbench_large_sets_match_a_linear_scan_on_every_header() {
+    for set in ["acl1_10k", "fw1_10k", "acl1_100k"] {
+        assert_eq!(mismatches(set), 0, "{set}");
+    }
+}
+
+// ------------------------------------------------------------------ random rule sets
+
+/// Addresses from a small pool so that rules overlap and keys hit them.
+fn v4_pool() -> Vec<u32> {
+    vec![
+        0xC612_0000,
+        0xC612_0001,
+        0xC612_0100,
+        0xC612_01FF,
+        0xC613_0000,
+        0x0A00_0001,
+        0xFFFF_FFFF,
+        0,
+    ]
+}
+
+fn v6_pool() -> Vec<u128> {
+    let base: u128 = 0x2001_0db8 << 96;
+    vec![
+        base,
+        base | 1,
+        base | (1 << 64),
+        base | (0xFF << 80),
+        0xFE80 << 112,
+        u128::MAX,
+        0,
+    ]
+}
+
+fn addr_match<A: Addr>(pool: Vec<A>, sets: Vec<Arc<AddrSet<A>>>) -> impl Strategy<Value = AddrMatch<A>> {
+    let n = pool.len();
+    let steps = [0u8, 1, 4, 8, 12, 16, 24, 31, 32, 48, 64, 96, 120, 127, 128];
+    prop_oneof![
+        4 => (0..n, 0..steps.len()).prop_map(move |(i, l)| AddrMatch::Prefix(Prefix::new(pool[i], steps[l].min(A::BITS)))),
+        1 => (0..sets.len()).prop_map(move |i| AddrMatch::Set(Arc::clone(&sets[i]))),
+    ]
+}
+
+fn port_range() -> impl Strategy<Value = (u16, u16)> {
+    prop_oneof![
+        Just((0, 65535)),
+        (0..6u16).prop_map(|p| (p, p)),
+        (0..6u16, 0..4u16).prop_map(|(lo, n)| (lo, lo + n))
+    ]
+}
+
+fn rules<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Rule<A>>> {
+    let sets: Vec<Arc<AddrSet<A>>> = vec![
+        Arc::new(AddrSet::new(vec![pool[1], pool[2]], vec![])),
+        Arc::new(AddrSet::new(
+            vec![pool[0]],
+            vec![Prefix::new(pool[3], A::BITS / 2)],
+        )),
+    ];
+    let rule = (
+        addr_match(pool.clone(), sets.clone()),
+        addr_match(pool, sets),
+        prop::option::of(prop_oneof![Just(1u8), Just(6), Just(17), Just(58)]),
+        port_range(),
+        port_range(),
+        1..5u32,
+        any::<bool>(),
+    );
+    proptest::collection::vec(rule, 0..40).prop_map(|rs| {
+        rs.into_iter()
+            .enumerate()
+            .map(|(i, (src, dst, proto, sp, dp, priority, deny))| Rule {
+                src,
+                dst,
+                proto,
+                src_ports: sp,
+                dst_ports: dp,
+                priority,
+                action: if deny { Action::Deny } else { Action::Allow },
+                id: u32::try_from(i).unwrap(),
+            })
+            .collect()
+    })
+}
+
+fn keys<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Key<A>>> {
+    let n = pool.len();
+    let key = (
+        0..n,
+        0..n,
+        prop_oneof![Just(1u8), Just(6), Just(17), Just(58), Just(47)],
+        0..8u16,
+        0..8u16,
+    );
+    proptest::collection::vec(key, 1..40).prop_map(move |ks| {
+        ks.into_iter()
+            .map(|(s, d, proto, sp, dp)| Key {
+                src: pool[s],
+                dst: pool[d],
+                proto,
+                src_port: sp,
+                dst_port: dp,
+            })
+            .collect()
+    })
+}
+
+fn same_as_linear<A: Addr>(rules: &[Rule<A>], keys: &[Key<A>]) -> Result<(), TestCaseError> {
+    let linear = Linear::build(rules);
+    let engine = TupleSpace::build(rules);
+    let mut batch = vec![None; keys.len()];
+    engine.lookup_batch(keys, &mut batch);
+    for (key, got) in keys.iter().zip(batch) {
+        prop_assert_eq!(got, linear.lookup(key), "key {:?}", key);
+        prop_assert_eq!(engine.lookup(key), got);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn tuple_space_equals_linear_scan_on_random_ipv4_rules(rules in rules(v4_pool()), keys in keys(v4_pool())) {
+        same_as_linear(&rules, &keys)?;
+    }
+
+    #[test]
+    fn tuple_space_equals_linear_scan_on_random_ipv6_rules(rules in rules(v6_pool()), keys in keys(v6_pool())) {
+        same_as_linear(&rules, &keys)?;
+    }
+}
+
+#[test]
+fn the_deciding_rule_is_the_smallest_priority_then_deny_then_smallest_id() {
+    let any = |priority, action, id| Rule::<u32> {
+        src: AddrMatch::any(),
+        dst: AddrMatch::any(),
+        proto: None,
+        src_ports: (0, 65535),
+        dst_ports: (0, 65535),
+        priority,
+        action,
+        id,
+    };
+    let key = Key::default();
+    for (rules, want) in [
+        (vec![any(2, Action::Deny, 0), any(1, Action::Allow, 1)], 1),
+        (vec![any(1, Action::Allow, 0), any(1, Action::Deny, 1)], 1),
+        (vec![any(1, Action::Allow, 5), any(1, Action::Allow, 3)], 3),
+    ] {
+        assert_eq!(TupleSpace::build(&rules).lookup(&key).map(|m| m.id), Some(want));
+        assert_eq!(Linear::build(&rules).lookup(&key).map(|m| m.id), Some(want));
+    }
+    assert_eq!(TupleSpace::<u32>::build(&[]).lookup(&key), None);
+}
