@@ -1,11 +1,13 @@
 //! rampart's bundled traffic generator and its benchmarks.
 //!
-//! Planned (see the issue tracker): the classifier benchmark on ClassBench files
-//! against DPDK's rte_acl (issue 3), the in-memory pipeline benchmark (issue 4), and
-//! `rampart-gen`, the AF_XDP traffic generator with the end-to-end comparison
-//! against the kernel's nftables (issue 7). Every benchmark prints a table and, with
-//! `--json`, one JSON object per result, with a baseline measured in the same run.
+//! - [`classify`]: the classifier benchmark on ClassBench files, with a linear
+//!   scan measured in the same run as the baseline (`rampart-bench classify`).
 //!
-//! Nothing is implemented here yet.
+//! Planned (see the issue tracker): the in-memory pipeline benchmark (issue 4)
+//! and `rampart-gen`, the AF_XDP traffic generator with the end-to-end comparison
+//! against the kernel's nftables (issue 7). Every benchmark prints a table and,
+//! with `--json`, one JSON object per result.
 
 #![forbid(unsafe_code)]
+
+pub mod classify;

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compile;
 pub mod config;
 pub mod explain;
 pub mod model;

@@ -16,7 +16,9 @@
 //!    a member of a group bound to this interface with `intra_group = accept`, the
 //!    policy allows.
 //! 4. Otherwise the matching rule with the smallest priority number decides, deny
-//!    beating allow at equal priority; no match is a deny.
+//!    beating allow at equal priority; no match is a deny. Among equal rules the
+//!    one with the smallest id is named (and for intra-group acceptance the group
+//!    with the smallest id), so the answer never depends on order.
 //! 5. Traffic with no protected endpoint (or on a VLAN of no VPC) follows the
 //!    `unprotected` setting.
 
@@ -160,10 +162,14 @@ fn policy(
         return Decision::NotFiltered;
     }
     if let Some(peer) = model.interface_by_address(iface.vpc, remote) {
-        for group in model.interface_groups(iface) {
-            if group.intra_group == IntraGroup::Accept && peer.groups.contains(&group.id) {
-                return Decision::IntraGroup { group: group.id };
-            }
+        // Several groups may qualify; name the one with the smallest id.
+        let accepting = model
+            .interface_groups(iface)
+            .filter(|g| g.intra_group == IntraGroup::Accept && peer.groups.contains(&g.id))
+            .map(|g| g.id)
+            .min();
+        if let Some(group) = accepting {
+            return Decision::IntraGroup { group };
         }
     }
     let mut best: Option<Decision> = None;
@@ -173,12 +179,12 @@ fn policy(
                 continue;
             }
             let better = match best {
-                Some(Decision::Rule { priority, action, .. }) => {
-                    rule.priority < priority
-                        || (rule.priority == priority
-                            && rule.action == Action::Deny
-                            && action == Action::Allow)
-                }
+                Some(Decision::Rule {
+                    priority,
+                    action,
+                    rule: id,
+                    ..
+                }) => rank(rule.priority, rule.action, rule.id) < rank(priority, action, id),
                 _ => true,
             };
             if better {
@@ -193,6 +199,14 @@ fn policy(
         }
     }
     best.unwrap_or(Decision::ImplicitDeny)
+}
+
+/// The decision order of matching rules, smallest first: priority, then deny
+/// before allow (spec section 3), then the smaller rule id. The last key only
+/// picks which of several equal rules is named; it never changes a verdict, and
+/// it makes the named rule independent of the order of groups and rules.
+fn rank(priority: u16, action: Action, id: RuleId) -> (u16, bool, u32) {
+    (priority, action == Action::Allow, id.0)
 }
 
 /// Whether `rule` matches the packet, seen from an interface of `vpc` whose own

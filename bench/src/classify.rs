@@ -1,0 +1,110 @@
+//! The classifier benchmark: build time, memory, correctness against a linear
+//! scan and single-core batch lookup rate on a ClassBench rule set and trace,
+//! with the linear scan's rate measured in the same run as the baseline.
+//!
+//! Method: the engine is built `builds` times and the median build time is kept.
+//! The whole trace is classified once by both engines to count mismatches. The
+//! lookup rate is the median over `reps` repetitions, each looping over the trace
+//! in bursts of [`BURST`] for at least `seconds`; the linear scan gets the same
+//! treatment (one pass at least, since it is slow on large sets). Every result is
+//! folded into a checksum so that no lookup can be optimised away.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use rampart_dataplane::classify::{Classifier, Key, Linear, Match, Rule, TupleSpace};
+use serde::Serialize;
+
+/// Keys per batch lookup, as the worker will classify an RX burst's misses.
+pub const BURST: usize = 64;
+
+/// How long and how often to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub builds: usize,
+    pub reps: usize,
+    pub seconds: f64,
+}
+
+/// One set's results; the JSON line has exactly these fields.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub set: String,
+    pub rules: usize,
+    pub trace: usize,
+    pub build_ms: f64,
+    pub memory_bytes: usize,
+    pub tables: usize,
+    pub longest_bucket: usize,
+    pub mismatches: usize,
+    pub lookups_per_sec: f64,
+    pub linear_lookups_per_sec: f64,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn checksum(m: Option<Match>) -> u64 {
+    m.map_or(u64::MAX, |m| u64::from(m.id))
+}
+
+/// Lookups per second of `engine` over `keys`, looping for at least `min`.
+fn rate(engine: &dyn Classifier<u32>, keys: &[Key<u32>], min: Duration) -> f64 {
+    let mut out = vec![None; BURST];
+    let mut done = 0usize;
+    let mut sum = 0u64;
+    let start = Instant::now();
+    loop {
+        for burst in keys.chunks(BURST) {
+            engine.lookup_batch(black_box(burst), &mut out[..burst.len()]);
+            sum = sum.wrapping_add(out[..burst.len()].iter().map(|m| checksum(*m)).sum::<u64>());
+            done += burst.len();
+            if done % (BURST * 1024) == 0 && start.elapsed() >= min {
+                break;
+            }
+        }
+        if start.elapsed() >= min {
+            break;
+        }
+    }
+    black_box(sum);
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Runs the benchmark on one set.
+pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Report {
+    let mut build_ms = Vec::new();
+    let mut engine = None;
+    for _ in 0..plan.builds.max(1) {
+        let start = Instant::now();
+        let built = TupleSpace::build(black_box(rules));
+        build_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        engine = Some(built);
+    }
+    let engine = engine.expect("built at least once");
+    let linear = Linear::build(rules);
+
+    let mismatches = keys
+        .iter()
+        .filter(|k| engine.lookup(k) != linear.lookup(k))
+        .count();
+
+    let min = Duration::from_secs_f64(plan.seconds);
+    let lookups = median((0..plan.reps.max(1)).map(|_| rate(&engine, keys, min)).collect());
+    let linear_rate = median((0..plan.reps.max(1)).map(|_| rate(&linear, keys, min)).collect());
+
+    Report {
+        set: set.to_owned(),
+        rules: rules.len(),
+        trace: keys.len(),
+        build_ms: median(build_ms),
+        memory_bytes: engine.memory_bytes(),
+        tables: engine.tables(),
+        longest_bucket: engine.longest_bucket(),
+        mismatches,
+        lookups_per_sec: lookups,
+        linear_lookups_per_sec: linear_rate,
+    }
+}
