@@ -2,6 +2,8 @@
 //!
 //! - [`classify`]: the classifier benchmark on ClassBench files, with a linear
 //!   scan measured in the same run as the baseline (`rampart-bench classify`).
+//! - [`update`]: how fast one rule change is compiled into the next snapshot,
+//!   beside a full compilation (`rampart-bench update`).
 //!
 //! Planned (see the issue tracker): the in-memory pipeline benchmark (issue 4)
 //! and `rampart-gen`, the AF_XDP traffic generator with the end-to-end comparison
@@ -11,3 +13,4 @@
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod update;

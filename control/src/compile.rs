@@ -223,6 +223,7 @@ impl Compiler {
         let mut stats = Stats::default();
         let mut cache = HashMap::new();
         let mut by_set: BTreeMap<Vec<GroupId>, Arc<GroupSet>> = BTreeMap::new();
+        let mut memo = HashMap::new();
         for iface in model.interfaces() {
             let groups = if iface.groups.is_empty() {
                 None
@@ -232,7 +233,7 @@ impl Compiler {
                 let compiled = match by_set.get(&key) {
                     Some(c) => Arc::clone(c),
                     None => {
-                        let fp = fingerprint(model, &key, &sets);
+                        let fp = fingerprint(model, &key, &sets, &mut memo);
                         let compiled = match self.cache.get(&key) {
                             Some((old, c)) if *old == fp => Arc::clone(c),
                             _ => {
@@ -262,22 +263,31 @@ impl Compiler {
     }
 }
 
-/// A hash of everything the policies of `groups` depend on.
-fn fingerprint(model: &Model, groups: &[GroupId], sets: &Sets) -> u64 {
+/// A hash of everything one group's part of a policy depends on: its flags, its
+/// rules, and the contents of the address sets they reference.
+fn group_fingerprint(model: &Model, g: &SecurityGroup, sets: &Sets) -> u64 {
     let mut h = DefaultHasher::new();
-    for g in groups.iter().filter_map(|g| model.group(*g)) {
-        (g.id, g.stateful, g.intra_group == IntraGroup::Accept).hash(&mut h);
-        for r in &g.rules {
-            r.hash(&mut h);
-            match r.remote {
-                Some(Remote::Group(id)) => {
-                    id.hash(&mut h);
-                    sets.members.get(&id).hash(&mut h);
-                }
-                Some(Remote::PrefixList(id)) => model.prefix_list(id).map(|p| &p.cidrs).hash(&mut h),
-                _ => {}
-            }
+    (g.id, g.stateful, g.intra_group == IntraGroup::Accept).hash(&mut h);
+    for r in &g.rules {
+        r.hash(&mut h);
+        match r.remote {
+            Some(Remote::Group(id)) => sets.members.get(&id).hash(&mut h),
+            Some(Remote::PrefixList(id)) => model.prefix_list(id).map(|p| &p.cidrs).hash(&mut h),
+            _ => {}
         }
+    }
+    h.finish()
+}
+
+/// A hash of everything the policies of `groups` depend on, from the groups'
+/// fingerprints (each computed once per compilation).
+fn fingerprint(model: &Model, groups: &[GroupId], sets: &Sets, memo: &mut HashMap<GroupId, u64>) -> u64 {
+    let mut h = DefaultHasher::new();
+    for id in groups {
+        let fp = *memo
+            .entry(*id)
+            .or_insert_with(|| model.group(*id).map_or(0, |g| group_fingerprint(model, g, sets)));
+        (id, fp).hash(&mut h);
     }
     h.finish()
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
+use rampart_bench::update;
 use rampart_dataplane::classify::classbench;
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rule-update latency: one rule added to a group of a model of GROUPS x
+    /// RULES rules, compiled into the next snapshot; beside a full compilation.
+    Update {
+        /// Groups in the model. Default 100.
+        #[arg(long, default_value_t = 100)]
+        groups: usize,
+        /// Rules per group. Default 100.
+        #[arg(long, default_value_t = 100)]
+        rules: usize,
+        /// Interfaces, each bound to up to three groups. Default 1000.
+        #[arg(long, default_value_t = 1000)]
+        interfaces: usize,
+        /// Changes to time; the median and the maximum are reported. Default 21.
+        #[arg(long, default_value_t = 21)]
+        changes: usize,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The shipped sets, smallest first.
@@ -64,23 +84,83 @@ fn read(path: &Path) -> Result<String> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let Command::Classify {
-        rules,
-        trace,
-        classbench_dir,
-        builds,
-        reps,
-        seconds,
-        json,
-    } = cli.command;
-    if seconds.is_nan() || seconds <= 0.0 {
-        bail!("--seconds must be positive, not {seconds}");
+    match cli.command {
+        Command::Classify {
+            rules,
+            trace,
+            classbench_dir,
+            builds,
+            reps,
+            seconds,
+            json,
+        } => run_classify(
+            rules,
+            trace,
+            &classbench_dir,
+            Plan {
+                builds,
+                reps,
+                seconds,
+            },
+            json,
+        ),
+        Command::Update {
+            groups,
+            rules,
+            interfaces,
+            changes,
+            json,
+        } => {
+            if groups < 2 || rules == 0 || interfaces == 0 || changes == 0 {
+                bail!("--groups must be at least 2, and --rules, --interfaces and --changes at least 1");
+            }
+            let r = update::run(update::Plan {
+                groups,
+                rules_per_group: rules,
+                interfaces,
+                changes,
+            });
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{:>7} {:>7} {:>10} {:>10} {:>15} {:>16} {:>13} {:>8}",
+                    "groups",
+                    "rules",
+                    "interfaces",
+                    "group sets",
+                    "full compile",
+                    "update median",
+                    "update max",
+                    "rebuilt"
+                );
+                println!(
+                    "{:>7} {:>7} {:>10} {:>10} {:>12.2} ms {:>13.2} ms {:>10.2} ms {:>8}",
+                    r.groups,
+                    r.rules,
+                    r.interfaces,
+                    r.group_sets,
+                    r.full_compile_ms,
+                    r.update_median_ms,
+                    r.update_max_ms,
+                    r.rebuilt_per_update
+                );
+            }
+            Ok(())
+        }
     }
-    let plan = Plan {
-        builds,
-        reps,
-        seconds,
-    };
+}
+
+fn run_classify(
+    rules: Option<PathBuf>,
+    trace: Option<PathBuf>,
+    classbench_dir: &Path,
+    plan: Plan,
+    json: bool,
+) -> Result<()> {
+    if plan.seconds.is_nan() || plan.seconds <= 0.0 {
+        bail!("--seconds must be positive, not {}", plan.seconds);
+    }
     let sets: Vec<(String, PathBuf, PathBuf)> = match (rules, trace) {
         (Some(r), Some(t)) => {
             let name = r

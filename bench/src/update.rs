@@ -1,0 +1,142 @@
+//! How fast a rule change is live: one rule added to a group of a model of
+//! `groups` x `rules_per_group` rules, then the model recompiled into the next
+//! snapshot, which is what the control thread publishes. A full compilation
+//! from nothing is measured in the same run as the baseline.
+//!
+//! The model: one VPC; rules are TCP ingress rules on distinct ports, every
+//! tenth referencing another group (so membership sets are in play); each
+//! interface is bound to three groups, which gives a few hundred distinct sets.
+
+use std::time::Instant;
+
+use rampart_control::compile::Compiler;
+use rampart_control::model::{GroupSpec, InterfaceSpec, Model, Quotas, RuleSpec, Scalar, VpcSpec};
+use rampart_control::settings::Settings;
+use serde::Serialize;
+
+/// The size of the model and of the measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub groups: usize,
+    pub rules_per_group: usize,
+    pub interfaces: usize,
+    pub changes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub groups: usize,
+    pub rules: usize,
+    pub interfaces: usize,
+    pub group_sets: usize,
+    pub full_compile_ms: f64,
+    pub update_median_ms: f64,
+    pub update_max_ms: f64,
+    pub rebuilt_per_update: usize,
+}
+
+fn rule(g: usize, r: usize, groups: usize) -> RuleSpec {
+    let remote = if r % 10 == 0 {
+        format!("group:g{}", (g + r / 10 + 1) % groups)
+    } else {
+        format!("198.18.{}.0/24", r % 250)
+    };
+    RuleSpec {
+        direction: "ingress".into(),
+        protocol: Scalar::from("tcp"),
+        ports: Some(Scalar::Int(i64::try_from(1000 + r).unwrap_or(1))),
+        remote: Some(remote),
+        priority: Some(i64::try_from(1 + r % 50).unwrap_or(1)),
+        ..RuleSpec::default()
+    }
+}
+
+/// Builds the model; panics on a model error, which would be a benchmark bug.
+pub fn model(plan: Plan) -> Model {
+    let quotas = Quotas {
+        rules_per_group: plan.rules_per_group + plan.changes + 8,
+        groups_per_vpc: plan.groups + 1,
+        ..Quotas::default()
+    };
+    let mut m = Model::new(quotas);
+    m.create_vpc(&VpcSpec {
+        name: "prod".into(),
+        vlan: None,
+        description: None,
+    })
+    .expect("vpc");
+    for g in 0..plan.groups {
+        let spec = GroupSpec {
+            vpc: "prod".into(),
+            name: format!("g{g}"),
+            default_rules: Some(false),
+            ..GroupSpec::default()
+        };
+        m.create_group(&spec).expect("group");
+    }
+    for g in 0..plan.groups {
+        let rules: Vec<RuleSpec> = (0..plan.rules_per_group)
+            .map(|r| rule(g, r, plan.groups))
+            .collect();
+        m.replace_rules("prod", &format!("g{g}"), &rules).expect("rules");
+    }
+    for i in 0..plan.interfaces {
+        let picks = [
+            i % plan.groups,
+            (i / plan.groups * 7 + i * 3 + 1) % plan.groups,
+            (i * 11 + 5) % plan.groups,
+        ];
+        let mut groups: Vec<String> = picks.iter().map(|g| format!("g{g}")).collect();
+        groups.dedup();
+        groups.sort();
+        groups.dedup();
+        let spec = InterfaceSpec {
+            vpc: "prod".into(),
+            name: format!("i{i}"),
+            addresses: vec![format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)],
+            groups: Some(groups),
+            ..InterfaceSpec::default()
+        };
+        m.create_interface(&spec).expect("interface");
+    }
+    m
+}
+
+pub fn run(plan: Plan) -> Report {
+    let mut m = model(plan);
+    let settings = Settings::default();
+    let start = Instant::now();
+    let (_, full) = Compiler::new().compile(&m, &settings);
+    let full_compile_ms = start.elapsed().as_secs_f64() * 1e3;
+
+    let mut compiler = Compiler::new();
+    compiler.compile(&m, &settings);
+    let mut times = Vec::new();
+    let mut rebuilt = 0;
+    for c in 0..plan.changes.max(1) {
+        let group = format!("g{}", (c * 37) % plan.groups);
+        let extra = RuleSpec {
+            direction: "ingress".into(),
+            protocol: Scalar::from("udp"),
+            ports: Some(Scalar::Int(i64::try_from(20000 + c).unwrap_or(1))),
+            ..RuleSpec::default()
+        };
+        let start = Instant::now();
+        m.add_rules("prod", &group, &[extra]).expect("rule");
+        let (snapshot, stats) = compiler.compile(&m, &settings);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(snapshot);
+        rebuilt = rebuilt.max(stats.rebuilt);
+    }
+    times.sort_by(f64::total_cmp);
+    Report {
+        groups: plan.groups,
+        rules: m.rule_count(),
+        interfaces: plan.interfaces,
+        group_sets: full.group_sets,
+        full_compile_ms,
+        update_median_ms: times[times.len() / 2],
+        update_max_ms: times[times.len() - 1],
+        rebuilt_per_update: rebuilt,
+    }
+}
