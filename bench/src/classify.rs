@@ -12,7 +12,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rampart_dataplane::classify::{Classifier, Key, Linear, Match, Rule, TupleSpace};
+use rampart_dataplane::classify::{Classifier, Key, Linear, Match, Profile, Rule, TupleSpace};
 use serde::Serialize;
 
 /// Keys per batch lookup, as the worker will classify an RX burst's misses.
@@ -36,6 +36,9 @@ pub struct Report {
     pub memory_bytes: usize,
     pub tables: usize,
     pub longest_bucket: usize,
+    /// Mean tables probed and rules verified per lookup over the trace.
+    pub probes_per_lookup: f64,
+    pub candidates_per_lookup: f64,
     pub mismatches: usize,
     pub lookups_per_sec: f64,
     pub linear_lookups_per_sec: f64,
@@ -86,9 +89,10 @@ pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Rep
     let engine = engine.expect("built at least once");
     let linear = Linear::build(rules);
 
+    let mut profile = Profile::default();
     let mismatches = keys
         .iter()
-        .filter(|k| engine.lookup(k) != linear.lookup(k))
+        .filter(|k| engine.lookup_profiled(k, &mut profile) != linear.lookup(k))
         .count();
 
     let min = Duration::from_secs_f64(plan.seconds);
@@ -103,6 +107,8 @@ pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Rep
         memory_bytes: engine.memory_bytes(),
         tables: engine.tables(),
         longest_bucket: engine.longest_bucket(),
+        probes_per_lookup: profile.probes as f64 / profile.lookups.max(1) as f64,
+        candidates_per_lookup: profile.candidates as f64 / profile.lookups.max(1) as f64,
         mismatches,
         lookups_per_sec: lookups,
         linear_lookups_per_sec: linear_rate,

@@ -181,8 +181,18 @@ fn run_classify(
     };
     if !json {
         println!(
-            "{:<10} {:>7} {:>9} {:>10} {:>7} {:>9} {:>11} {:>11} {:>8}",
-            "set", "rules", "build ms", "memory", "tables", "mismatch", "lookups/s", "linear/s", "speedup"
+            "{:<10} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>8}",
+            "set",
+            "rules",
+            "build ms",
+            "memory",
+            "tables",
+            "probes",
+            "verify",
+            "mismatch",
+            "lookups/s",
+            "linear/s",
+            "speedup"
         );
     }
     let mut failed = false;
@@ -208,12 +218,14 @@ fn run_classify(
 fn print_row(r: &Report) {
     let mib = r.memory_bytes as f64 / (1024.0 * 1024.0);
     println!(
-        "{:<10} {:>7} {:>9.2} {:>6.2} MiB {:>7} {:>9} {:>10.2}M {:>10.3}M {:>7.0}x",
+        "{:<10} {:>7} {:>9.2} {:>6.2} MiB {:>7} {:>7.1} {:>7.1} {:>9} {:>10.2}M {:>10.3}M {:>7.0}x",
         r.set,
         r.rules,
         r.build_ms,
         mib,
         r.tables,
+        r.probes_per_lookup,
+        r.candidates_per_lookup,
         r.mismatches,
         r.lookups_per_sec / 1e6,
         r.linear_lookups_per_sec / 1e6,

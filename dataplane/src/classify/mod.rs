@@ -35,7 +35,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 pub use linear::Linear;
-pub use tuple::TupleSpace;
+pub use tuple::{Profile, TupleSpace};
 
 /// An address type: `u32` for IPv4, `u128` for IPv6 (most significant bit first).
 pub trait Addr: Copy + Eq + Ord + Hash + Debug + Default + Send + Sync + 'static {

@@ -77,6 +77,8 @@ struct Table<A> {
     best: u64,
     /// Power-of-two length, at most half full.
     slots: Vec<Slot<A>>,
+    /// `64 - log2(slots.len())`: a slot index is the hash's top bits.
+    shift: u32,
 }
 
 /// One table while it is being built: its buckets by masked address pair, and
@@ -96,8 +98,18 @@ pub struct TupleSpace<A> {
     sets: Vec<Arc<AddrSet<A>>>,
 }
 
+/// Fibonacci hashing: multiply by 2^64 / phi and keep the top bits, which
+/// depend on every input bit. (The low bits of the product depend only on the
+/// low input bits, which prefix masks zero.)
 fn hash<A: Addr>(src: A, dst: A) -> u64 {
     (src.fold() ^ dst.fold().rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The slot of `hash` in a table of `64 - shift` index bits.
+#[inline(always)]
+fn slot_index(hash: u64, shift: u32) -> usize {
+    // Tables have 2 to 2^32 slots, so 32 <= shift <= 63 and the index fits.
+    (hash >> shift) as usize
 }
 
 impl<A: Addr> TupleSpace<A> {
@@ -175,6 +187,7 @@ impl<A: Addr> TupleSpace<A> {
         } in tuples
         {
             let capacity = (keys.len() * 2).next_power_of_two().max(2);
+            let shift = 64 - capacity.trailing_zeros();
             let mut slots = vec![Slot::default(); capacity];
             let mut best = u64::MAX;
             for key in keys {
@@ -183,7 +196,7 @@ impl<A: Addr> TupleSpace<A> {
                 let start = u32::try_from(entries.len()).expect("fewer than 2^32 rules");
                 let len = u32::try_from(bucket.len()).expect("fewer than 2^32 rules");
                 entries.extend(bucket);
-                let mut i = (hash(key.0, key.1) as usize) & (capacity - 1);
+                let mut i = slot_index(hash(key.0, key.1), shift);
                 while slots[i].len != 0 {
                     i = (i + 1) & (capacity - 1);
                 }
@@ -199,6 +212,7 @@ impl<A: Addr> TupleSpace<A> {
                 dst_mask: A::prefix_mask(d),
                 best,
                 slots,
+                shift,
             });
         }
         tables.sort_by_key(|t| t.best);
@@ -237,17 +251,57 @@ impl<A: Addr> TupleSpace<A> {
     }
 }
 
-impl<A: Addr> Classifier<A> for TupleSpace<A> {
-    fn lookup(&self, key: &Key<A>) -> Option<Match> {
+/// Counts what a lookup does; the no-op implementation compiles away.
+trait Counter {
+    fn probe(&mut self);
+    fn candidate(&mut self);
+}
+
+impl Counter for () {
+    #[inline(always)]
+    fn probe(&mut self) {}
+    #[inline(always)]
+    fn candidate(&mut self) {}
+}
+
+/// What lookups cost, summed over many: for the benchmark's diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub lookups: u64,
+    /// Hash tables probed.
+    pub probes: u64,
+    /// Rules verified field by field.
+    pub candidates: u64,
+}
+
+impl Counter for Profile {
+    fn probe(&mut self) {
+        self.probes += 1;
+    }
+    fn candidate(&mut self) {
+        self.candidates += 1;
+    }
+}
+
+impl<A: Addr> TupleSpace<A> {
+    /// [`Classifier::lookup`], adding its cost to `profile`.
+    pub fn lookup_profiled(&self, key: &Key<A>, profile: &mut Profile) -> Option<Match> {
+        profile.lookups += 1;
+        self.find(key, profile)
+    }
+
+    #[inline(always)]
+    fn find<C: Counter>(&self, key: &Key<A>, counter: &mut C) -> Option<Match> {
         let mut best: Option<&Entry<A>> = None;
         let mut best_rank = u64::MAX;
         for t in &self.tables {
             if t.best >= best_rank {
                 break;
             }
+            counter.probe();
             let (s, d) = (key.src.and(t.src_mask), key.dst.and(t.dst_mask));
             let mask = t.slots.len() - 1;
-            let mut i = (hash(s, d) as usize) & mask;
+            let mut i = slot_index(hash(s, d), t.shift);
             loop {
                 let slot = &t.slots[i];
                 if slot.len == 0 {
@@ -259,6 +313,7 @@ impl<A: Addr> Classifier<A> for TupleSpace<A> {
                         if e.rank >= best_rank {
                             break;
                         }
+                        counter.candidate();
                         if self.verify(e, key) {
                             best_rank = e.rank;
                             best = Some(e);
@@ -275,6 +330,12 @@ impl<A: Addr> Classifier<A> for TupleSpace<A> {
             priority: e.priority,
             action: e.action,
         })
+    }
+}
+
+impl<A: Addr> Classifier<A> for TupleSpace<A> {
+    fn lookup(&self, key: &Key<A>) -> Option<Match> {
+        self.find(key, &mut ())
     }
 
     fn memory_bytes(&self) -> usize {
