@@ -1,8 +1,9 @@
 //! rampart's dataplane: the per-packet path.
 //!
-//! What it will own, issue by issue (see the issue tracker):
-//! - `classify/`: the multi-field classifier engine that decides first packets
-//!   (issue 3), read by workers lock-free from an immutable snapshot;
+//! What it owns, issue by issue (see the issue tracker):
+//! - [`classify`]: the multi-field classifier engine that decides first packets;
+//! - [`snapshot`]: the immutable snapshot workers read lock-free, which the
+//!   control side compiles from the model;
 //! - `wire/`, `conntrack/`, `worker.rs`, `stats.rs`: zero-copy parsing, the per-core
 //!   connection table and the batch pipeline (issue 4);
 //! - `port/`: AF_XDP and in-memory ports, pinned poll-mode workers (issue 5).
@@ -11,9 +12,8 @@
 //! know about HTTP, files or serde. The control crate is its only writer, through
 //! one door: publishing a compiled snapshot.
 //!
-//! Nothing is implemented here yet. The security-group semantics it will enforce
-//! already exist as the reference evaluator in `rampart_control::model::eval`,
-//! which the classifier will be checked against.
+//! The security-group semantics it enforces exist as the reference evaluator in
+//! `rampart_control::model::eval`; the snapshot is tested against it.
 
 #![forbid(unsafe_code)]
 
