@@ -237,7 +237,7 @@ impl<A: Addr> TupleSpace<A> {
             .unwrap_or(0)
     }
 
-    #[inline]
+    #[inline(always)]
     fn verify(&self, e: &Entry<A>, key: &Key<A>) -> bool {
         (e.proto_any || e.proto == key.proto)
             && key.dst_port >= e.dst_ports.0
