@@ -23,47 +23,18 @@ impl Model {
         cidrs
     }
 
-    pub fn create_prefix_list(&mut self, spec: &PrefixListSpec) -> Result<PrefixListId, Errors> {
+    /// Checks `spec` as a new prefix list (`this` is `None`) or as the new state
+    /// of prefix list `this`, and returns the list it describes.
+    fn check_prefix_list(
+        &self,
+        spec: &PrefixListSpec,
+        this: Option<&PrefixList>,
+    ) -> Result<PrefixList, Errors> {
         let subject = prefix_list_subject(&spec.vpc, &spec.name);
         let vpc = self.vpc_field(&subject, &spec.vpc)?.id;
+        let this_id = this.map(|p| p.id);
         let mut errs = Collector::default();
-        errs.take(check_name(
-            &subject,
-            &spec.name,
-            PrefixListId::parse(&spec.name).is_some(),
-        ));
-        if self.prefix_list_by_name(vpc, &spec.name).is_some() {
-            errs.push(ModelError::new(
-                ErrorCode::AlreadyExists,
-                &subject,
-                "a prefix list of that name exists",
-            ));
-        }
-        let description = errs.take(check_description(&subject, spec.description.as_deref()));
-        let cidrs = Self::check_cidrs(&subject, &spec.cidrs, &mut errs);
-        errs.finish()?;
-        self.next.prefix_list += 1;
-        let id = PrefixListId(self.next.prefix_list);
-        self.prefix_lists.insert(
-            id,
-            PrefixList {
-                id,
-                vpc,
-                name: spec.name.clone(),
-                description: description.unwrap_or_default(),
-                cidrs,
-            },
-        );
-        Ok(id)
-    }
-
-    /// Replaces a prefix list's name, description and CIDRs with those of
-    /// `spec` (same VPC); every rule using it follows.
-    pub fn update_prefix_list(&mut self, vpc: &str, name: &str, spec: &PrefixListSpec) -> Result<(), Errors> {
-        let pl = self.find_prefix_list(vpc, name)?;
-        let subject = prefix_list_subject(vpc, &spec.name);
-        let mut errs = Collector::default();
-        if spec.vpc != vpc {
+        if this.is_some_and(|old| old.vpc != vpc) {
             errs.push(ModelError::field(
                 &subject,
                 "vpc",
@@ -76,8 +47,8 @@ impl Model {
             PrefixListId::parse(&spec.name).is_some(),
         ));
         if self
-            .prefix_list_by_name(pl.vpc, &spec.name)
-            .is_some_and(|other| other.id != pl.id)
+            .prefix_list_by_name(vpc, &spec.name)
+            .is_some_and(|other| Some(other.id) != this_id)
         {
             errs.push(ModelError::new(
                 ErrorCode::AlreadyExists,
@@ -88,11 +59,29 @@ impl Model {
         let description = errs.take(check_description(&subject, spec.description.as_deref()));
         let cidrs = Self::check_cidrs(&subject, &spec.cidrs, &mut errs);
         errs.finish()?;
+        Ok(PrefixList {
+            id: this_id.unwrap_or(PrefixListId(self.next.prefix_list + 1)),
+            vpc,
+            name: spec.name.clone(),
+            description: description.unwrap_or_default(),
+            cidrs,
+        })
+    }
+
+    pub fn create_prefix_list(&mut self, spec: &PrefixListSpec) -> Result<PrefixListId, Errors> {
+        let pl = self.check_prefix_list(spec, None)?;
+        self.next.prefix_list += 1;
         let id = pl.id;
-        let pl = self.prefix_lists.get_mut(&id).expect("found above");
-        pl.name.clone_from(&spec.name);
-        pl.description = description.unwrap_or_default();
-        pl.cidrs = cidrs;
+        self.prefix_lists.insert(id, pl);
+        Ok(id)
+    }
+
+    /// Replaces a prefix list's name, description and CIDRs with those of
+    /// `spec` (same VPC); every rule using it follows.
+    pub fn update_prefix_list(&mut self, vpc: &str, name: &str, spec: &PrefixListSpec) -> Result<(), Errors> {
+        let old = self.find_prefix_list(vpc, name)?;
+        let new = self.check_prefix_list(spec, Some(old))?;
+        self.prefix_lists.insert(new.id, new);
         Ok(())
     }
 

@@ -1630,6 +1630,7 @@ fn s6_prefix_lists_are_updated_and_rules_follow_a_rename() {
         |m| m.update_prefix_list("prod", "ops", &spec("other", "prod")),
         "a prefix list of that name exists",
     );
+    vpc(&mut m, "dev", Some(20));
     rejected(
         &mut m,
         |m| m.update_prefix_list("prod", "ops", &spec("ops", "dev")),
