@@ -87,7 +87,6 @@ pub fn model(plan: Plan) -> Model {
             (i * 11 + 5) % plan.groups,
         ];
         let mut groups: Vec<String> = picks.iter().map(|g| format!("g{g}")).collect();
-        groups.dedup();
         groups.sort();
         groups.dedup();
         let spec = InterfaceSpec {

@@ -178,7 +178,7 @@ impl AddrFamily for u128 {
 /// The dataplane's settings from the model's.
 pub fn dataplane_settings(s: &Settings) -> snapshot::Settings {
     // Every value was range-checked by `Settings::validate` (at most 30 days,
-    // at most 2^26 flows), so the narrowing casts are exact.
+    // at most 2^26 flows), so every conversion fits; saturating is only a guard.
     let secs = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     let t = &s.timeouts;
     snapshot::Settings {

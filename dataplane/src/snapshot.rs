@@ -37,12 +37,6 @@ pub struct Policy {
     pub v6: TupleSpace<u128>,
 }
 
-impl Policy {
-    pub fn memory_bytes(&self) -> usize {
-        self.v4.memory_bytes() + self.v6.memory_bytes()
-    }
-}
-
 /// What one set of bound groups compiles to; shared by every interface bound to
 /// exactly that set.
 #[derive(Debug)]
@@ -248,22 +242,6 @@ impl Snapshot {
             egress,
             stateful,
         }
-    }
-
-    /// Bytes held by the distinct policies (each counted once).
-    pub fn policy_memory_bytes(&self) -> usize {
-        let mut seen: Vec<*const Policy> = Vec::new();
-        let mut total = 0;
-        for set in self.endpoints.iter().filter_map(|e| e.groups.as_deref()) {
-            for p in [&set.ingress, &set.egress] {
-                let ptr = Arc::as_ptr(p);
-                if !seen.contains(&ptr) {
-                    seen.push(ptr);
-                    total += p.memory_bytes();
-                }
-            }
-        }
-        total
     }
 }
 

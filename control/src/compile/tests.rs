@@ -358,8 +358,8 @@ fn an_unchanged_model_recompiles_nothing_and_a_change_only_what_contains_it() {
         "web's compiled set is reused"
     );
 
-    // A new member of web changes the address set db's rule references: db's set
-    // is rebuilt (and web's, which references web through... nothing: only db).
+    // A new member of web changes the group:web address set, which only db's
+    // rules reference: db's set is rebuilt, nothing else.
     model
         .create_interface(&InterfaceSpec {
             vpc: "prod".into(),

@@ -96,10 +96,6 @@ impl Errors {
         Errors(vec![err])
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, ModelError> {
-        self.0.iter()
-    }
-
     pub fn len(&self) -> usize {
         self.0.len()
     }

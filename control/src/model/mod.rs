@@ -296,7 +296,8 @@ impl Model {
     /// group of that name or id lives when it is not in `vpc`.
     pub fn resolve_group(&self, vpc: VpcId, name_or_id: &str) -> Result<&SecurityGroup, ModelError> {
         let vpc_name = self.vpc_name(vpc);
-        let subject = format!("vpc {vpc_name:?}");
+        // Built only on failure: this runs for every group reference and binding.
+        let subject = || format!("vpc {vpc_name:?}");
         let found = match GroupId::parse(name_or_id) {
             Some(id) => self.groups.get(&id),
             None => self.group_by_name(vpc, name_or_id),
@@ -305,7 +306,7 @@ impl Model {
             Some(g) if g.vpc == vpc => Ok(g),
             Some(g) => Err(ModelError::new(
                 ErrorCode::NotFound,
-                subject,
+                subject(),
                 format!(
                     "group {name_or_id} belongs to vpc {:?}, not {vpc_name:?}",
                     self.vpc_name(g.vpc)
@@ -319,7 +320,7 @@ impl Model {
                 };
                 Err(ModelError::new(
                     ErrorCode::NotFound,
-                    subject,
+                    subject(),
                     format!("no group {name_or_id:?} in vpc {vpc_name:?}{hint}"),
                 ))
             }
@@ -412,38 +413,6 @@ impl Model {
         }
         s.push_str(&format!(" {} priority {}", rule.action, rule.priority));
         s
-    }
-
-    /// Converts a rule back to the spec it can be written as (for copies, files
-    /// and the API), with references by name.
-    pub fn rule_spec(&self, rule: &Rule) -> RuleSpec {
-        let remote = rule.remote.map(|r| match r {
-            Remote::Cidr(net) => net.to_string(),
-            Remote::Group(id) => format!(
-                "group:{}",
-                self.groups.get(&id).map_or(id.to_string(), |g| g.name.clone())
-            ),
-            Remote::PrefixList(id) => format!(
-                "prefix-list:{}",
-                self.prefix_lists
-                    .get(&id)
-                    .map_or(id.to_string(), |p| p.name.clone())
-            ),
-        });
-        RuleSpec {
-            direction: rule.direction.as_str().to_owned(),
-            protocol: Scalar::Text(rule.protocol.to_string()),
-            ports: rule.ports.map(|p| Scalar::Text(p.to_string())),
-            source_ports: rule.source_ports.map(|p| Scalar::Text(p.to_string())),
-            icmp_type: rule.icmp_type.map(i64::from),
-            icmp_code: rule.icmp_code.map(i64::from),
-            remote,
-            local: rule.local.map(|n| n.to_string()),
-            ethertype: rule.family.map(|f| f.as_str().to_owned()),
-            action: Some(rule.action.as_str().to_owned()),
-            priority: Some(i64::from(rule.priority)),
-            description: (!rule.description.is_empty()).then(|| rule.description.clone()),
-        }
     }
 
     fn find_vpc(&self, name: &str) -> Result<&Vpc, ModelError> {

@@ -21,9 +21,6 @@ macro_rules! id_type {
         pub struct $name(pub u32);
 
         impl $name {
-            /// The textual prefix of this kind of id, e.g. `sg-` in `sg-12`.
-            pub const PREFIX: &'static str = $prefix;
-
             /// Parses `"<prefix><number>"`; anything else is `None` (it is then a name).
             pub fn parse(s: &str) -> Option<Self> {
                 let digits = s.strip_prefix($prefix)?;

@@ -23,7 +23,9 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule<u32>>, ParseError> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            parse_rule(l, u32::try_from(i).unwrap_or(u32::MAX))
+            u32::try_from(i)
+                .map_err(|_| "more than 2^32 rules".to_owned())
+                .and_then(|index| parse_rule(l, index))
                 .map_err(|message| ParseError { line: i + 1, message })
         })
         .collect()

@@ -134,10 +134,6 @@ impl<A: Addr> AddrSet<A> {
         self.hosts.binary_search(&addr).is_ok() || self.prefixes.iter().any(|p| p.contains(addr))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty() && self.prefixes.is_empty()
-    }
-
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.hosts.capacity() * size_of::<A>() + self.prefixes.capacity() * size_of::<Prefix<A>>()
