@@ -1,0 +1,121 @@
+//! `rampart-bench` as documented in the README: the JSON fields issue 3 names,
+//! the table, and a clear failure on bad input. Timings are not checked (they
+//! are noise in a test); that each figure is measured and sane is.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn classbench(file: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/classbench")
+        .join(file);
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+fn bench(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart-bench"))
+        .args(args)
+        .output()
+        .expect("runs");
+    let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8 output");
+    (
+        out.status.code().expect("exited"),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+const QUICK: [&str; 6] = ["--reps", "1", "--seconds", "0.05", "--builds", "1"];
+
+#[test]
+fn classify_json_reports_every_named_field_for_a_set() {
+    let (rules, trace) = (classbench("acl1_1k.rules"), classbench("acl1_1k.trace"));
+    let mut args = vec!["classify", "--rules", &rules, "--trace", &trace, "--json"];
+    args.extend(QUICK);
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object per set: {stdout}");
+    let r: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+    assert_eq!(r["set"], "acl1_1k");
+    assert_eq!(r["rules"], 905);
+    assert_eq!(r["trace"], 90519);
+    assert_eq!(r["mismatches"], 0);
+    for field in [
+        "build_ms",
+        "memory_bytes",
+        "lookups_per_sec",
+        "linear_lookups_per_sec",
+        "probes_per_lookup",
+    ] {
+        let v = r[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing in {r}"));
+        assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
+    }
+}
+
+#[test]
+fn classify_prints_a_table_row_per_set() {
+    let (rules, trace) = (classbench("fw1_1k.rules"), classbench("fw1_1k.trace"));
+    let mut args = vec!["classify", "--rules", &rules, "--trace", &trace];
+    args.extend(QUICK);
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains("lookups/s") && lines[0].contains("linear/s"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("fw1_1k") && lines[1].contains(" 787 "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn classify_fails_clearly_on_unreadable_or_malformed_input() {
+    let trace = classbench("acl1_1k.trace");
+    let (code, _, stderr) = bench(&["classify", "--rules", "/nonexistent.rules", "--trace", &trace]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read /nonexistent.rules"), "{stderr}");
+    // A trace given as the rules file: the line and the reason are named.
+    let (code, _, stderr) = bench(&["classify", "--rules", &trace, "--trace", &trace]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("line 1: expected 10 fields"), "{stderr}");
+}
+
+#[test]
+fn update_json_reports_the_latency_beside_a_full_compile() {
+    let args = [
+        "update",
+        "--groups",
+        "10",
+        "--rules",
+        "10",
+        "--interfaces",
+        "50",
+        "--changes",
+        "3",
+        "--json",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("valid JSON");
+    assert_eq!(r["groups"], 10);
+    assert_eq!(
+        r["rules"], 107,
+        "10 x 10 rules, 3 added, and the default group's 4"
+    );
+    let (median, max) = (
+        r["update_median_ms"].as_f64().unwrap(),
+        r["update_max_ms"].as_f64().unwrap(),
+    );
+    assert!(median > 0.0 && median <= max, "{r}");
+    assert!(r["full_compile_ms"].as_f64().unwrap() > 0.0);
+    let rebuilt = r["rebuilt_per_update"].as_u64().unwrap();
+    assert!(
+        rebuilt >= 1 && rebuilt < r["group_sets"].as_u64().unwrap(),
+        "only the changed group's sets: {r}"
+    );
+}
