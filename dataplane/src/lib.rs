@@ -18,4 +18,9 @@
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod conntrack;
+pub mod reason;
 pub mod snapshot;
+pub mod stats;
+pub mod wire;
+pub mod worker;

@@ -213,6 +213,13 @@ impl Snapshot {
         self.endpoints.get(*i as usize)
     }
 
+    /// Decides a burst of first packets: `out[i]` for `pkts[i]`.
+    pub fn decide_batch(&self, pkts: &[Packet], out: &mut [Verdict]) {
+        for (pkt, verdict) in pkts.iter().zip(out.iter_mut()) {
+            *verdict = self.decide(pkt);
+        }
+    }
+
     /// Decides a first packet (spec section 3).
     pub fn decide(&self, pkt: &Packet) -> Verdict {
         let unprotected = |vpc| Verdict {

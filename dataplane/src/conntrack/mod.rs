@@ -1,0 +1,560 @@
+//! Per-worker connection tracking (spec section 4).
+//!
+//! Each worker owns one [`FlowTable`]: a `hashbrown` table allocated once at its
+//! configured capacity and never grown, so the hot path never allocates. An
+//! entry ([`Flow`]) is 56 bytes, key included (checked at compile time against
+//! the 64-byte budget). Keys are normalised ([`FlowKey::new`]): the
+//! (address, port) pair that sorts first is `lo`, so both directions of a
+//! connection find the same entry, and the entry remembers which side opened it.
+//!
+//! Time is a number of nanoseconds handed in by the caller (the worker reads its
+//! clock once per batch; tests drive a fake one). Each entry holds its deadline;
+//! a lookup treats a passed deadline as absent, and [`FlowTable::sweep`]
+//! reclaims expired entries a bounded number of buckets at a time, so expiry
+//! never stops the world.
+//!
+//! When the table is full, an insert may evict a connection still in its TCP
+//! handshake (or an expired one), found by a bounded scan from a rotating
+//! cursor; established connections are never evicted for new ones.
+//!
+//! [`FragTable`] remembers first-fragment verdicts for later fragments.
+
+#[cfg(test)]
+mod tests;
+
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::snapshot::Timeouts;
+use crate::wire::headers::{
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+};
+use crate::wire::Tuple;
+
+/// Nanoseconds per second: deadlines are kept in nanoseconds.
+pub const NANOS: u64 = 1_000_000_000;
+/// Buckets an insert into a full table scans for an entry it may evict.
+pub const EVICT_SCAN: usize = 256;
+
+/// A connection's identity, normalised: the same for both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    /// Addresses as two 64-bit halves (IPv4 in the low half), so the key needs
+    /// 8-byte alignment only and stays at 40 bytes.
+    lo: [u64; 2],
+    hi: [u64; 2],
+    lo_port: u16,
+    hi_port: u16,
+    /// The outer VLAN ID (0 untagged): it selects the VPC.
+    vlan: u16,
+    proto: u8,
+    v6: bool,
+}
+
+fn halves(a: u128) -> [u64; 2] {
+    [(a >> 64) as u64, a as u64]
+}
+
+fn join(h: [u64; 2]) -> u128 {
+    (u128::from(h[0]) << 64) | u128::from(h[1])
+}
+
+impl FlowKey {
+    /// The key of `t` seen on `vlan`, and whether `t`'s source is the `lo` side.
+    pub fn new(vlan: u16, v6: bool, t: &Tuple) -> (FlowKey, bool) {
+        let from_lo = (t.src, t.src_port) <= (t.dst, t.dst_port);
+        let (lo, lo_port, hi, hi_port) = if from_lo {
+            (t.src, t.src_port, t.dst, t.dst_port)
+        } else {
+            (t.dst, t.dst_port, t.src, t.src_port)
+        };
+        let key = FlowKey {
+            lo: halves(lo),
+            hi: halves(hi),
+            lo_port,
+            hi_port,
+            vlan,
+            proto: t.proto,
+            v6,
+        };
+        (key, from_lo)
+    }
+
+    /// The flow as sent by the `lo` side (`from_lo`) or the `hi` side.
+    pub fn tuple(&self, from_lo: bool) -> Tuple {
+        let (lo, hi) = (join(self.lo), join(self.hi));
+        if from_lo {
+            Tuple {
+                src: lo,
+                dst: hi,
+                proto: self.proto,
+                src_port: self.lo_port,
+                dst_port: self.hi_port,
+            }
+        } else {
+            Tuple {
+                src: hi,
+                dst: lo,
+                proto: self.proto,
+                src_port: self.hi_port,
+                dst_port: self.lo_port,
+            }
+        }
+    }
+
+    pub fn vlan(&self) -> u16 {
+        self.vlan
+    }
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+}
+
+/// Where a connection stands; each state has its idle timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum State {
+    SynSent,
+    SynReceived,
+    Established,
+    /// One side has sent FIN.
+    FinWait,
+    /// Both sides have sent FIN; waiting for the last ACK.
+    LastAck,
+    TimeWait,
+    /// Ended by RST.
+    Reset,
+    UdpUnreplied,
+    UdpReplied,
+    IcmpEcho,
+    /// Any other protocol.
+    Other,
+}
+
+impl State {
+    /// The idle timeout of this state, in seconds.
+    pub fn timeout(self, t: &Timeouts) -> u32 {
+        match self {
+            State::SynSent => t.tcp_syn_sent,
+            State::SynReceived => t.tcp_syn_received,
+            State::Established => t.tcp_established,
+            State::FinWait | State::LastAck => t.tcp_closing,
+            State::TimeWait => t.tcp_time_wait,
+            State::Reset => t.tcp_reset,
+            State::UdpUnreplied => t.udp_unreplied,
+            State::UdpReplied => t.udp_replied,
+            State::IcmpEcho => t.icmp_echo,
+            State::Other => t.other,
+        }
+    }
+
+    /// Still in the TCP handshake: may be evicted from a full table.
+    pub fn in_handshake(self) -> bool {
+        matches!(self, State::SynSent | State::SynReceived)
+    }
+
+    /// A TCP connection that has ended; a new SYN may reopen its key.
+    pub fn closed(self) -> bool {
+        matches!(self, State::TimeWait | State::Reset)
+    }
+}
+
+const INITIATOR_LO: u8 = 1;
+const FIN_LO: u8 = 2;
+const FIN_HI: u8 = 4;
+/// The side whose FIN came second (valid in `LastAck`): `lo` if set.
+const SECOND_FIN_LO: u8 = 8;
+
+/// One tracked connection: 56 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub key: FlowKey,
+    /// When the connection expires unless a packet arrives (nanoseconds).
+    pub deadline: u64,
+    /// The low 32 bits of the snapshot generation it was last checked against.
+    pub generation: u32,
+    pub state: State,
+    flags: u8,
+}
+
+const _: () = assert!(
+    size_of::<Flow>() <= 64,
+    "a flow entry must fit the 64-byte budget"
+);
+
+impl Flow {
+    /// A new connection opened by `t`'s sender, in the state its first packet
+    /// puts it in (`tcp_flags` for TCP; a non-SYN first packet is a pickup).
+    pub fn new(key: FlowKey, from_lo: bool, tcp_flags: u8, generation: u32) -> Flow {
+        let state = match key.proto {
+            PROTO_TCP if tcp_flags & TCP_SYN != 0 && tcp_flags & TCP_ACK == 0 => State::SynSent,
+            PROTO_TCP if tcp_flags & TCP_FIN != 0 => State::FinWait,
+            PROTO_TCP => State::Established,
+            PROTO_UDP => State::UdpUnreplied,
+            PROTO_ICMP | PROTO_ICMPV6 => State::IcmpEcho,
+            _ => State::Other,
+        };
+        let mut flags = if from_lo { INITIATOR_LO } else { 0 };
+        if state == State::FinWait {
+            flags |= if from_lo { FIN_LO } else { FIN_HI };
+        }
+        Flow {
+            key,
+            deadline: 0,
+            generation,
+            state,
+            flags,
+        }
+    }
+
+    /// Whether the `lo` side opened the connection.
+    pub fn initiator_lo(&self) -> bool {
+        self.flags & INITIATOR_LO != 0
+    }
+
+    /// The connection's flow as its opener sent it.
+    pub fn opening_tuple(&self) -> Tuple {
+        self.key.tuple(self.initiator_lo())
+    }
+
+    /// Sets the deadline for the current state.
+    pub fn touch(&mut self, now: u64, timeouts: &Timeouts) {
+        self.deadline = now.saturating_add(u64::from(self.state.timeout(timeouts)) * NANOS);
+    }
+
+    /// Advances the state for a packet of this connection sent by the `lo` side
+    /// (`from_lo`) or the other, with `tcp_flags` for TCP.
+    pub fn advance(&mut self, from_lo: bool, tcp_flags: u8) {
+        let from_initiator = from_lo == self.initiator_lo();
+        self.state = match self.state {
+            State::UdpUnreplied if !from_initiator => State::UdpReplied,
+            s @ (State::UdpUnreplied | State::UdpReplied | State::IcmpEcho | State::Other) => s,
+            _ if tcp_flags & TCP_RST != 0 => State::Reset,
+            State::SynSent if !from_initiator && tcp_flags & TCP_SYN != 0 => State::SynReceived,
+            State::SynReceived if from_initiator && tcp_flags & (TCP_ACK | TCP_SYN) == TCP_ACK => {
+                State::Established
+            }
+            State::SynSent | State::SynReceived | State::Established | State::FinWait
+                if tcp_flags & TCP_FIN != 0 =>
+            {
+                self.flags |= if from_lo { FIN_LO } else { FIN_HI };
+                if self.flags & (FIN_LO | FIN_HI) == FIN_LO | FIN_HI {
+                    if from_lo {
+                        self.flags |= SECOND_FIN_LO;
+                    } else {
+                        self.flags &= !SECOND_FIN_LO;
+                    }
+                    State::LastAck
+                } else {
+                    // The first FIN (or its retransmission).
+                    State::FinWait
+                }
+            }
+            // The ACK of the second FIN comes from the side that sent the first.
+            State::LastAck if tcp_flags & TCP_ACK != 0 && from_lo != (self.flags & SECOND_FIN_LO != 0) => {
+                State::TimeWait
+            }
+            s => s,
+        };
+    }
+}
+
+/// Seeds for the flow hash, so that a remote sender cannot aim collisions.
+#[derive(Clone, Copy, Debug)]
+pub struct Seed([u64; 6]);
+
+impl Seed {
+    /// Random seeds (from the standard library's per-process random state).
+    pub fn random() -> Seed {
+        let state = std::collections::hash_map::RandomState::new();
+        Seed(std::array::from_fn(|i| state.hash_one(i) | 1))
+    }
+    pub fn fixed(n: u64) -> Seed {
+        Seed(std::array::from_fn(|i| {
+            (n ^ (i as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+        }))
+    }
+
+    /// The hash of a flow key: folded 64x64->128 multiplies of the key's words
+    /// with the seeds.
+    #[inline]
+    pub fn hash(&self, k: &FlowKey) -> u64 {
+        let s = &self.0;
+        let tail = u64::from(k.lo_port)
+            | (u64::from(k.hi_port) << 16)
+            | (u64::from(k.vlan) << 32)
+            | (u64::from(k.proto) << 48)
+            | (u64::from(k.v6) << 56);
+        let h = fold(k.lo[0] ^ s[0], k.lo[1] ^ s[1]) ^ fold(k.hi[0] ^ s[2], k.hi[1] ^ s[3]);
+        fold(h ^ s[4], tail ^ s[5])
+    }
+
+    /// The hash of a fragmented datagram's key.
+    #[inline]
+    pub fn hash_fragment(&self, k: &FragKey) -> u64 {
+        let s = &self.0;
+        let a = fold((k.src >> 64) as u64 ^ s[0], k.src as u64 ^ s[1]);
+        let b = fold((k.dst >> 64) as u64 ^ s[2], k.dst as u64 ^ s[3]);
+        let tail = u64::from(k.id)
+            | (u64::from(k.vlan) << 32)
+            | (u64::from(k.proto) << 48)
+            | (u64::from(k.v6) << 56);
+        fold(a ^ b ^ s[4], tail ^ s[5])
+    }
+}
+
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// Why an insert failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableFull;
+
+/// What [`FlowTable::insert`] made room with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    pub expired: u32,
+    pub evicted: u32,
+}
+
+/// A worker's connection table. See the module docs.
+#[derive(Debug)]
+pub struct FlowTable {
+    table: HashTable<Flow>,
+    capacity: usize,
+    seed: Seed,
+    sweep_at: usize,
+    evict_at: usize,
+}
+
+impl FlowTable {
+    /// A table for `capacity` connections, allocated now. The capacity is raised
+    /// to what the allocated buckets hold anyway (7/8 of a power of two).
+    pub fn new(capacity: usize, seed: Seed) -> FlowTable {
+        let table = HashTable::with_capacity(capacity.max(1));
+        let capacity = table.capacity();
+        FlowTable {
+            table,
+            capacity,
+            seed,
+            sweep_at: 0,
+            evict_at: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    /// Bytes the table allocated (entries and control bytes).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.allocation_size()
+    }
+
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.seed.hash(key)
+    }
+
+    /// The bucket of the live connection with `key`. An expired one is removed
+    /// (counted in the return's second field) and reported absent.
+    #[inline]
+    pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<usize>, bool) {
+        let Some(bucket) = self.table.find_bucket_index(hash, |f| f.key == *key) else {
+            return (None, false);
+        };
+        match self.table.get_bucket(bucket) {
+            Some(f) if f.deadline > now => (Some(bucket), false),
+            _ => {
+                self.remove(bucket);
+                (None, true)
+            }
+        }
+    }
+
+    /// The connection in `bucket` if it still holds `key` (buckets can be
+    /// reused between a lookup and its use within one batch).
+    #[inline]
+    pub fn get_mut(&mut self, bucket: usize, key: &FlowKey) -> Option<&mut Flow> {
+        self.table.get_bucket_mut(bucket).filter(|f| f.key == *key)
+    }
+
+    pub fn get(&self, bucket: usize) -> Option<&Flow> {
+        self.table.get_bucket(bucket)
+    }
+
+    pub fn remove(&mut self, bucket: usize) -> Option<Flow> {
+        self.table.get_bucket_entry(bucket).ok().map(|e| e.remove().0)
+    }
+
+    /// Inserts a new connection (its key must not be in the table). When the
+    /// table is full, first makes room by reclaiming an expired entry or
+    /// evicting one in its handshake, scanning at most [`EVICT_SCAN`] buckets.
+    pub fn insert(&mut self, flow: Flow, hash: u64, now: u64) -> Result<(usize, Reclaimed), TableFull> {
+        let mut reclaimed = Reclaimed::default();
+        if self.table.len() >= self.capacity {
+            reclaimed = self.make_room(now)?;
+        }
+        let seed = self.seed;
+        let entry = self.table.insert_unique(hash, flow, |f| seed.hash(&f.key));
+        Ok((entry.bucket_index(), reclaimed))
+    }
+
+    fn make_room(&mut self, now: u64) -> Result<Reclaimed, TableFull> {
+        let buckets = self.table.num_buckets();
+        for _ in 0..EVICT_SCAN.min(buckets) {
+            let at = self.evict_at;
+            self.evict_at = (at + 1) % buckets;
+            let Some(f) = self.table.get_bucket(at) else {
+                continue;
+            };
+            let expired = f.deadline <= now;
+            if expired || f.state.in_handshake() {
+                self.remove(at);
+                return Ok(Reclaimed {
+                    expired: u32::from(expired),
+                    evicted: u32::from(!expired),
+                });
+            }
+        }
+        Err(TableFull)
+    }
+
+    /// Removes expired connections among the next `budget` buckets; returns how
+    /// many. Called once per batch (and when idle), it visits every bucket once
+    /// per `num_buckets / budget` calls.
+    pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
+        let buckets = self.table.num_buckets();
+        let mut expired = 0;
+        for _ in 0..budget.min(buckets) {
+            let at = self.sweep_at;
+            self.sweep_at = (at + 1) % buckets;
+            if self.table.get_bucket(at).is_some_and(|f| f.deadline <= now) {
+                self.remove(at);
+                expired += 1;
+            }
+        }
+        expired
+    }
+
+    /// Every live connection (for inspection and tests; not the hot path).
+    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
+        self.table.iter()
+    }
+
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+}
+
+/// The identity of a fragmented datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub vlan: u16,
+    pub v6: bool,
+    pub proto: u8,
+    pub id: u32,
+    pub src: u128,
+    pub dst: u128,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FragEntry {
+    key: FragKey,
+    allowed: bool,
+    deadline: u64,
+}
+
+/// First-fragment verdicts, for the later fragments of the same datagram.
+#[derive(Debug)]
+pub struct FragTable {
+    table: HashTable<FragEntry>,
+    capacity: usize,
+    seed: Seed,
+    sweep_at: usize,
+}
+
+impl FragTable {
+    pub fn new(capacity: usize, seed: Seed) -> FragTable {
+        let table = HashTable::with_capacity(capacity.max(1));
+        let capacity = table.capacity();
+        FragTable {
+            table,
+            capacity,
+            seed,
+            sweep_at: 0,
+        }
+    }
+
+    /// Records the verdict of a first fragment, valid until `deadline`.
+    /// `Err` when the table is full of live entries.
+    pub fn record(&mut self, key: FragKey, allowed: bool, deadline: u64, now: u64) -> Result<(), TableFull> {
+        let hash = self.seed.hash_fragment(&key);
+        if let Some(e) = self.table.find_mut(hash, |e| e.key == key) {
+            (e.allowed, e.deadline) = (allowed, deadline);
+            return Ok(());
+        }
+        if self.table.len() >= self.capacity {
+            self.sweep(now, EVICT_SCAN);
+        }
+        if self.table.len() >= self.capacity {
+            return Err(TableFull);
+        }
+        let seed = self.seed;
+        self.table.insert_unique(
+            hash,
+            FragEntry {
+                key,
+                allowed,
+                deadline,
+            },
+            |e| seed.hash_fragment(&e.key),
+        );
+        Ok(())
+    }
+
+    /// The first fragment's verdict for a later fragment, if still known.
+    pub fn verdict(&self, key: &FragKey, now: u64) -> Option<bool> {
+        let hash = self.seed.hash_fragment(key);
+        self.table
+            .find(hash, |e| e.key == *key)
+            .filter(|e| e.deadline > now)
+            .map(|e| e.allowed)
+    }
+
+    /// Removes expired entries among the next `budget` buckets.
+    pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
+        let buckets = self.table.num_buckets();
+        let mut expired = 0;
+        for _ in 0..budget.min(buckets) {
+            let at = self.sweep_at;
+            self.sweep_at = (at + 1) % buckets;
+            if self.table.get_bucket(at).is_some_and(|e| e.deadline <= now) {
+                if let Ok(e) = self.table.get_bucket_entry(at) {
+                    e.remove();
+                    expired += 1;
+                }
+            }
+        }
+        expired
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}

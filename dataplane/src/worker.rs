@@ -1,0 +1,505 @@
+//! The batch pipeline: a burst of frames from one port in, an [`Action`] per
+//! frame out. The same code runs under AF_XDP and under the in-memory and pcap
+//! ports of [`crate::port`].
+//!
+//! [`Worker::process_batch`] works phase by phase over the batch, so each phase
+//! runs a tight loop over hot data:
+//! 1. parse every frame; settle what needs no state (malformed, ARP and
+//!    neighbour discovery, non-IP, later fragments) and compute the flow key and
+//!    hash of the rest;
+//! 2. look every key up in the worker's connection table; a hit advances the
+//!    connection and is forwarded (after revalidation, when the snapshot changed
+//!    and `on_rule_change = revalidate`);
+//! 3. decide all misses against the snapshot in one batch call (spec section 3);
+//! 4. create connections for allowed stateful first packets (spec section 4),
+//!    record first-fragment verdicts, count.
+//!
+//! Then a bounded sweep reclaims expired connections. Nothing here allocates,
+//! locks, logs or makes a system call.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::classify::Match;
+use crate::conntrack::{Flow, FlowKey, FlowTable, FragKey, FragTable, Seed, NANOS};
+use crate::reason::DropReason;
+use crate::snapshot::{Check, Packet, Snapshot, Verdict};
+use crate::stats::Counters;
+use crate::wire::headers::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::wire::{parse, Fragment, IcmpKind, Network, Parsed, Tuple};
+
+/// Frames per batch, the most a single call handles at once (longer slices are
+/// processed in chunks of this size).
+pub const BATCH: usize = 64;
+/// Connection-table buckets the sweep visits per batch.
+pub const SWEEP_PER_BATCH: usize = 64;
+/// Buckets visited per [`Worker::housekeeping`] call.
+pub const SWEEP_IDLE: usize = 4096;
+
+/// One of the two ports of a bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// What happens to a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send it out of this port.
+    Forward(Side),
+    Drop(DropReason),
+}
+
+/// How a worker is sized.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Connections the table holds.
+    pub flow_capacity: usize,
+    /// Fragmented datagrams remembered at once.
+    pub fragment_capacity: usize,
+    /// Distinct rules counted individually.
+    pub rule_slots: usize,
+    pub seed: Seed,
+}
+
+impl Config {
+    /// Sizes for a snapshot's settings: its flow-table capacity, a fragment table
+    /// of 1/64 of it (at least 1024), and 16384 rule counters.
+    pub fn for_capacity(flow_capacity: usize) -> Config {
+        Config {
+            flow_capacity,
+            fragment_capacity: (flow_capacity / 64).max(1024),
+            rule_slots: 16_384,
+            seed: Seed::random(),
+        }
+    }
+}
+
+/// What phase 1 left to do for a frame.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Done(Action),
+    /// Look the flow up in the connection table.
+    Track,
+    /// Decide by the rules without creating state.
+    Evaluate,
+}
+
+/// A worker's state: its connection and fragment tables, counters and batch
+/// scratch space, all allocated once.
+#[derive(Debug)]
+pub struct Worker {
+    flows: FlowTable,
+    frags: FragTable,
+    stats: Arc<Counters>,
+    parsed: Box<[Parsed; BATCH]>,
+    steps: [Step; BATCH],
+    keys: Box<[(FlowKey, bool, u64); BATCH]>,
+    /// Indexes of the frames to decide against the snapshot.
+    misses: [u8; BATCH],
+    packets: Box<[Packet; BATCH]>,
+    verdicts: Box<[Verdict; BATCH]>,
+}
+
+const EMPTY_PACKET: Packet = Packet {
+    vlan: None,
+    src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    proto: 0,
+    src_port: 0,
+    dst_port: 0,
+};
+
+const EMPTY_VERDICT: Verdict = Verdict {
+    allowed: false,
+    vpc: None,
+    ingress: None,
+    egress: None,
+    stateful: false,
+};
+
+impl Worker {
+    pub fn new(config: Config) -> Worker {
+        let flows = FlowTable::new(config.flow_capacity, config.seed);
+        let stats = Counters::new(config.rule_slots);
+        stats.flows_capacity.set(flows.capacity() as u64);
+        let empty = parse(&[0; 14]).unwrap_or_else(|_| unreachable!("an Ethernet header parses"));
+        let (key, _) = FlowKey::new(0, false, &Tuple::default());
+        Worker {
+            flows,
+            frags: FragTable::new(config.fragment_capacity, config.seed),
+            stats: Arc::new(stats),
+            parsed: Box::new([empty; BATCH]),
+            steps: [Step::Evaluate; BATCH],
+            keys: Box::new([(key, false, 0); BATCH]),
+            misses: [0; BATCH],
+            packets: Box::new([EMPTY_PACKET; BATCH]),
+            verdicts: Box::new([EMPTY_VERDICT; BATCH]),
+        }
+    }
+
+    /// The worker's counters, for readers in other threads.
+    pub fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.stats)
+    }
+
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// Processes frames received on `from` at time `now` (nanoseconds of the
+    /// worker's monotonic clock): `out[i]` becomes the action for `frames[i]`.
+    pub fn process_batch(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        from: Side,
+        frames: &[&[u8]],
+        out: &mut [Action],
+    ) {
+        assert!(out.len() >= frames.len(), "one action per frame");
+        for (frames, out) in frames.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            self.batch(snap, now, from, frames, out);
+        }
+    }
+
+    /// Idle-time housekeeping: sweeps a larger share of the tables.
+    pub fn housekeeping(&mut self, now: u64) {
+        let expired = self.flows.sweep(now, SWEEP_IDLE);
+        self.stats.flows_expired.add(u64::from(expired));
+        self.frags.sweep(now, SWEEP_IDLE / 16);
+        self.stats.flows_active.set(self.flows.len() as u64);
+    }
+
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "each phase indexes several parallel per-frame arrays"
+    )]
+    fn batch(&mut self, snap: &Snapshot, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+        let n = frames.len();
+        let forward = Action::Forward(from.other());
+        let settings = &snap.settings;
+        let generation = snap.generation as u32;
+
+        // Phase 1: parse; settle what needs no connection state.
+        for i in 0..n {
+            self.steps[i] = match parse(frames[i]) {
+                Err(reason) => Step::Done(Action::Drop(reason)),
+                Ok(p) => {
+                    self.parsed[i] = p;
+                    self.first_step(&p, i, now, forward, settings.forward_non_ip)
+                }
+            };
+        }
+
+        // Phase 2: look up connections; hits pass.
+        let mut misses = 0;
+        for i in 0..n {
+            match self.steps[i] {
+                Step::Done(action) => out[i] = action,
+                Step::Evaluate => {
+                    self.misses[misses] = i as u8;
+                    misses += 1;
+                }
+                Step::Track => {
+                    let (key, from_lo, hash) = self.keys[i];
+                    let (bucket, expired) = self.flows.find(&key, hash, now);
+                    self.stats.flows_expired.add(u64::from(expired));
+                    let flags = self.parsed[i].tcp_flags;
+                    let hit = match bucket {
+                        Some(b) => self.hit(snap, b, &key, from_lo, flags, now),
+                        None => None,
+                    };
+                    match hit {
+                        Some(action) => out[i] = action.unwrap_or(forward),
+                        None => {
+                            self.misses[misses] = i as u8;
+                            misses += 1;
+                        }
+                    }
+                }
+            }
+        }
+
+        // Phase 3: decide the misses in one call.
+        for m in 0..misses {
+            self.packets[m] = packet(&self.parsed[usize::from(self.misses[m])]);
+        }
+        snap.decide_batch(&self.packets[..misses], &mut self.verdicts[..misses]);
+
+        // Phase 4: act on the verdicts, create connections.
+        for m in 0..misses {
+            let i = usize::from(self.misses[m]);
+            let v = self.verdicts[m];
+            count_rules(&self.stats, &v);
+            out[i] = if !v.allowed {
+                Action::Drop(if v.ingress.is_none() && v.egress.is_none() {
+                    DropReason::Unprotected
+                } else {
+                    DropReason::Denied
+                })
+            } else if v.stateful && matches!(self.steps[i], Step::Track) && creates(&self.parsed[i]) {
+                self.open(i, generation, settings.tcp_pickup, now, snap)
+                    .map_or_else(Action::Drop, |()| forward)
+            } else {
+                forward
+            };
+        }
+
+        // First fragments: remember the verdict for the rest of the datagram.
+        let frag_deadline = now.saturating_add(u64::from(settings.fragment_timeout_secs) * NANOS);
+        let mut rx_bytes = 0;
+        let (mut fwd, mut fwd_bytes) = (0, 0);
+        for i in 0..n {
+            let len = frames[i].len() as u64;
+            rx_bytes += len;
+            match out[i] {
+                Action::Forward(_) => {
+                    fwd += 1;
+                    fwd_bytes += len;
+                }
+                Action::Drop(reason) => self.stats.drops[reason.index()].add(1),
+            }
+            if let (Step::Track | Step::Evaluate, Fragment::First(id)) =
+                (self.steps[i], self.parsed[i].fragment)
+            {
+                let allowed = matches!(out[i], Action::Forward(_));
+                if self
+                    .frags
+                    .record(frag_key(&self.parsed[i], id), allowed, frag_deadline, now)
+                    .is_err()
+                {
+                    out[i] = Action::Drop(DropReason::FragmentTableFull);
+                    self.stats.drops[DropReason::FragmentTableFull.index()].add(1);
+                    if allowed {
+                        fwd -= 1;
+                        fwd_bytes -= len;
+                    }
+                }
+            }
+        }
+
+        let port = &self.stats.ports[from.index()];
+        port.rx_packets.add(n as u64);
+        port.rx_bytes.add(rx_bytes);
+        port.forwarded_packets.add(fwd);
+        port.forwarded_bytes.add(fwd_bytes);
+        port.dropped_packets.add(n as u64 - fwd);
+        port.dropped_bytes.add(rx_bytes - fwd_bytes);
+        let expired = self.flows.sweep(now, SWEEP_PER_BATCH);
+        self.frags.sweep(now, SWEEP_PER_BATCH / 16);
+        self.stats.flows_expired.add(u64::from(expired));
+        self.stats.flows_active.set(self.flows.len() as u64);
+        self.stats.generation.set(snap.generation);
+        self.stats.batches.add(1);
+    }
+
+    /// Phase 1 for a parsed frame.
+    fn first_step(&mut self, p: &Parsed, i: usize, now: u64, forward: Action, forward_non_ip: bool) -> Step {
+        match p.network {
+            Network::Arp => {
+                self.stats.unevaluated.add(1);
+                return Step::Done(forward);
+            }
+            Network::Other(_) if forward_non_ip => return Step::Done(forward),
+            Network::Other(_) => return Step::Done(Action::Drop(DropReason::NonIp)),
+            Network::Ipv4 | Network::Ipv6 => {}
+        }
+        if let Fragment::Later(id) = p.fragment {
+            return Step::Done(match self.frags.verdict(&frag_key(p, id), now) {
+                Some(true) => forward,
+                Some(false) => Action::Drop(DropReason::FragmentDenied),
+                None => Action::Drop(DropReason::FragmentWithoutFirst),
+            });
+        }
+        match p.icmp {
+            IcmpKind::NeighbourDiscovery => {
+                self.stats.unevaluated.add(1);
+                Step::Done(forward)
+            }
+            IcmpKind::Error(inner) => {
+                // Related to a live connection: passes, in either direction.
+                if let Some(inner) = inner {
+                    let (key, _) = FlowKey::new(p.vlan, p.is_v6(), &inner);
+                    let hash = self.flows.hash(&key);
+                    if let (Some(_), _) = self.flows.find(&key, hash, now) {
+                        self.stats.related.add(1);
+                        return Step::Done(forward);
+                    }
+                }
+                Step::Evaluate
+            }
+            IcmpKind::Other => Step::Evaluate,
+            IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => {
+                let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), &p.tuple());
+                self.keys[i] = (key, from_lo, self.flows.hash(&key));
+                Step::Track
+            }
+        }
+    }
+
+    /// A packet of a tracked connection. `Some(None)`: forward; `Some(Some(a))`:
+    /// do `a`; `None`: treat as a first packet (the connection was closed and
+    /// this SYN reopens it, or revalidation made it stateless).
+    fn hit(
+        &mut self,
+        snap: &Snapshot,
+        bucket: usize,
+        key: &FlowKey,
+        from_lo: bool,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Option<Option<Action>> {
+        let generation = snap.generation as u32;
+        let flow = *self.flows.get_mut(bucket, key)?;
+        if flow.state.closed() && tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN {
+            self.flows.remove(bucket);
+            return None;
+        }
+        if flow.generation != generation && snap.settings.revalidate {
+            let v = snap.decide(&opening_packet(&flow));
+            count_rules(&self.stats, &v);
+            if !v.allowed {
+                self.flows.remove(bucket);
+                self.stats.flows_revoked.add(1);
+                return Some(Some(Action::Drop(DropReason::Revoked)));
+            }
+            if !v.stateful {
+                self.flows.remove(bucket);
+                return None;
+            }
+        }
+        let f = self.flows.get_mut(bucket, key)?;
+        f.generation = generation;
+        f.advance(from_lo, tcp_flags);
+        f.touch(now, &snap.settings.timeouts);
+        Some(None)
+    }
+
+    /// Creates the connection for an allowed stateful first packet (frame `i`);
+    /// `Err` with the reason to drop it instead.
+    fn open(
+        &mut self,
+        i: usize,
+        generation: u32,
+        pickup: bool,
+        now: u64,
+        snap: &Snapshot,
+    ) -> Result<(), DropReason> {
+        let (key, from_lo, hash) = self.keys[i];
+        let flags = self.parsed[i].tcp_flags;
+        // An earlier packet of this batch may have opened it already.
+        if let (Some(bucket), _) = self.flows.find(&key, hash, now) {
+            return match self.hit(snap, bucket, &key, from_lo, flags, now) {
+                Some(Some(Action::Drop(reason))) => Err(reason),
+                _ => Ok(()),
+            };
+        }
+        if key.proto() == PROTO_TCP {
+            let syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+            if !syn && !pickup {
+                return Err(DropReason::TcpInvalid);
+            }
+            if !syn && flags & TCP_RST != 0 {
+                // A picked-up RST passes but opens nothing.
+                return Ok(());
+            }
+        }
+        let mut flow = Flow::new(key, from_lo, flags, generation);
+        flow.touch(now, &snap.settings.timeouts);
+        match self.flows.insert(flow, hash, now) {
+            Ok((_, reclaimed)) => {
+                self.stats.flows_created.add(1);
+                self.stats.flows_expired.add(u64::from(reclaimed.expired));
+                self.stats.flows_evicted.add(u64::from(reclaimed.evicted));
+                Ok(())
+            }
+            Err(_) => Err(DropReason::FlowTableFull),
+        }
+    }
+}
+
+/// Whether an allowed stateful first packet opens a connection: everything but
+/// ICMP that is not an echo request.
+fn creates(p: &Parsed) -> bool {
+    match p.proto {
+        PROTO_ICMP | PROTO_ICMPV6 => matches!(p.icmp, IcmpKind::EchoRequest(_)),
+        _ => true,
+    }
+}
+
+fn count_rules(stats: &Counters, v: &Verdict) {
+    for (_, check) in [v.ingress, v.egress].into_iter().flatten() {
+        if let Check::Rule(Match { id, .. }) = check {
+            stats.rules.hit(id);
+        }
+    }
+}
+
+fn frag_key(p: &Parsed, id: u32) -> FragKey {
+    FragKey {
+        vlan: p.vlan,
+        v6: p.is_v6(),
+        proto: p.proto,
+        id,
+        src: p.src,
+        dst: p.dst,
+    }
+}
+
+fn addr(a: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(a))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(a as u32))
+    }
+}
+
+/// The classifier's view of a parsed packet.
+fn packet(p: &Parsed) -> Packet {
+    let v6 = p.is_v6();
+    Packet {
+        vlan: Some(p.vlan),
+        src: addr(p.src, v6),
+        dst: addr(p.dst, v6),
+        proto: p.proto,
+        src_port: p.src_port,
+        dst_port: p.dst_port,
+    }
+}
+
+/// The packet that opened a connection, as the classifier sees it (an ICMP
+/// echo connection was opened by an echo request).
+fn opening_packet(flow: &Flow) -> Packet {
+    let t = flow.opening_tuple();
+    let v6 = flow.key.is_v6();
+    let (src_port, dst_port) = match t.proto {
+        PROTO_ICMP => (8, 0),
+        PROTO_ICMPV6 => (128, 0),
+        _ => (t.src_port, t.dst_port),
+    };
+    Packet {
+        vlan: Some(flow.key.vlan()),
+        src: addr(t.src, v6),
+        dst: addr(t.dst, v6),
+        proto: t.proto,
+        src_port,
+        dst_port,
+    }
+}
