@@ -2,15 +2,17 @@
 //!
 //! - [`classify`]: the classifier benchmark on ClassBench files, with a linear
 //!   scan measured in the same run as the baseline (`rampart-bench classify`).
+//! - [`pipeline`]: the per-packet path in memory: established-flow and
+//!   new-flow rates against the parse-only ceiling (`rampart-bench pipeline`).
 //! - [`update`]: how fast one rule change is compiled into the next snapshot,
 //!   beside a full compilation (`rampart-bench update`).
 //!
-//! Planned (see the issue tracker): the in-memory pipeline benchmark (issue 4)
-//! and `rampart-gen`, the AF_XDP traffic generator with the end-to-end comparison
+//! Planned (see the issue tracker): `rampart-gen`, the AF_XDP traffic generator with the end-to-end comparison
 //! against the kernel's nftables (issue 7). Every benchmark prints a table and,
 //! with `--json`, one JSON object per result.
 
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod pipeline;
 pub mod update;

@@ -111,6 +111,7 @@ pub struct Worker {
     parsed: Box<[Parsed; BATCH]>,
     steps: [Step; BATCH],
     keys: Box<[(FlowKey, bool, u64); BATCH]>,
+    buckets: [Option<usize>; BATCH],
     /// Indexes of the frames to decide against the snapshot.
     misses: [u8; BATCH],
     packets: Box<[Packet; BATCH]>,
@@ -148,6 +149,7 @@ impl Worker {
             parsed: Box::new([empty; BATCH]),
             steps: [Step::Evaluate; BATCH],
             keys: Box::new([(key, false, 0); BATCH]),
+            buckets: [None; BATCH],
             misses: [0; BATCH],
             packets: Box::new([EMPTY_PACKET; BATCH]),
             verdicts: Box::new([EMPTY_VERDICT; BATCH]),
@@ -208,7 +210,14 @@ impl Worker {
             };
         }
 
-        // Phase 2: look up connections; hits pass.
+        // Phase 2: look up connections (all lookups first, so their cache
+        // misses overlap); hits pass.
+        for i in 0..n {
+            if let Step::Track = self.steps[i] {
+                let (key, _, hash) = &self.keys[i];
+                self.buckets[i] = self.flows.locate(key, *hash);
+            }
+        }
         let mut misses = 0;
         for i in 0..n {
             match self.steps[i] {
@@ -218,8 +227,8 @@ impl Worker {
                     misses += 1;
                 }
                 Step::Track => {
-                    let (key, from_lo, hash) = self.keys[i];
-                    let (bucket, expired) = self.flows.find(&key, hash, now);
+                    let (key, from_lo, _) = self.keys[i];
+                    let (bucket, expired) = self.flows.check_live(self.buckets[i], now);
                     self.stats.flows_expired.add(u64::from(expired));
                     let flags = self.parsed[i].tcp_flags;
                     let hit = match bucket {

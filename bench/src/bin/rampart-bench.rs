@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
-use rampart_bench::update;
+use rampart_bench::{pipeline, update};
 use rampart_dataplane::classify::classbench;
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,27 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
         /// Print one JSON object per set instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The in-memory pipeline on one core, 64-byte frames: established-flow
+    /// packet rate with 1k, 100k and 1M live connections, new TCP connections per
+    /// second through a 1001-rule policy, bytes per connection entry, and the
+    /// parse-only rate as the same run's ceiling.
+    Pipeline {
+        /// Live connections for the established-flow runs, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000")]
+        flows: Vec<usize>,
+        /// Connections opened in the new-flow run. Default 1000000.
+        #[arg(long, default_value_t = 1_000_000)]
+        new_flows: usize,
+        /// Timed repetitions per rate; the median is reported. Default 3.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Minimum seconds per timed repetition. Default 1.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Print one JSON object per result instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -104,6 +125,45 @@ fn run(cli: Cli) -> Result<()> {
             },
             json,
         ),
+        Command::Pipeline {
+            flows,
+            new_flows,
+            reps,
+            seconds,
+            json,
+        } => {
+            if seconds.is_nan() || seconds <= 0.0 {
+                bail!("--seconds must be positive, not {seconds}");
+            }
+            if flows.contains(&0) || new_flows == 0 {
+                bail!("--flows and --new-flows must be at least 1");
+            }
+            let reports = pipeline::run(pipeline::Plan { reps, seconds }, &flows, new_flows);
+            if !json {
+                println!(
+                    "{:<12} {:>9} {:>6} {:>10} {:>9} {:>13} {:>11} {:>13}",
+                    "test", "flows", "rules", "Mpps", "ns/pkt", "ceiling Mpps", "entry B", "table B/flow"
+                );
+            }
+            for r in reports {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "{:<12} {:>9} {:>6} {:>10.2} {:>9.1} {:>13.2} {:>11} {:>13.1}",
+                        r.test,
+                        r.flows,
+                        r.policy_rules,
+                        r.mpps,
+                        r.ns_per_packet,
+                        r.ceiling_mpps,
+                        r.bytes_per_entry,
+                        r.table_bytes_per_flow
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Update {
             groups,
             rules,

@@ -26,6 +26,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
+use crate::hugepage::HugePages;
 use crate::snapshot::Timeouts;
 use crate::wire::headers::{
     PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
@@ -327,7 +328,7 @@ pub struct Reclaimed {
 /// A worker's connection table. See the module docs.
 #[derive(Debug)]
 pub struct FlowTable {
-    table: HashTable<Flow>,
+    table: HashTable<Flow, HugePages>,
     capacity: usize,
     seed: Seed,
     sweep_at: usize,
@@ -338,7 +339,7 @@ impl FlowTable {
     /// A table for `capacity` connections, allocated now. The capacity is raised
     /// to what the allocated buckets hold anyway (7/8 of a power of two).
     pub fn new(capacity: usize, seed: Seed) -> FlowTable {
-        let table = HashTable::with_capacity(capacity.max(1));
+        let table = HashTable::with_capacity_in(capacity.max(1), HugePages);
         let capacity = table.capacity();
         FlowTable {
             table,
@@ -366,6 +367,30 @@ impl FlowTable {
     #[inline]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         self.seed.hash(key)
+    }
+
+    /// The bucket holding `key`, live or expired: the memory-bound half of a
+    /// lookup, which a batch issues for all its frames before using any result,
+    /// so that the cache misses overlap.
+    #[inline]
+    pub fn locate(&self, key: &FlowKey, hash: u64) -> Option<usize> {
+        self.table.find_bucket_index(hash, |f| f.key == *key)
+    }
+
+    /// Finishes a lookup begun by [`FlowTable::locate`]: the bucket if its
+    /// connection is live; an expired one is removed (`true` in the second field).
+    #[inline]
+    pub fn check_live(&mut self, bucket: Option<usize>, now: u64) -> (Option<usize>, bool) {
+        let Some(bucket) = bucket else {
+            return (None, false);
+        };
+        match self.table.get_bucket(bucket) {
+            Some(f) if f.deadline > now => (Some(bucket), false),
+            _ => {
+                self.remove(bucket);
+                (None, true)
+            }
+        }
     }
 
     /// The bucket of the live connection with `key`. An expired one is removed
