@@ -15,4 +15,5 @@ pub mod compile;
 pub mod config;
 pub mod explain;
 pub mod model;
+pub mod replay;
 pub mod settings;

@@ -22,6 +22,7 @@
 pub mod classify;
 pub mod conntrack;
 pub mod hugepage;
+pub mod port;
 pub mod reason;
 pub mod snapshot;
 pub mod stats;

@@ -1,0 +1,149 @@
+//! Where frames come from and go to.
+//!
+//! A [`Port`] receives bursts of frames into a [`Batch`] and transmits frames.
+//! The worker never sees a port: a driver receives a batch from one port, runs
+//! [`crate::worker::Worker::process_batch`] on it, and transmits each forwarded
+//! frame on the port its action names. Implementations:
+//! - [`MemoryPort`]: queues in memory, for tests and benchmarks;
+//! - [`pcap`]: capture files, for `rampart replay`;
+//! - AF_XDP (issue 5), where the batch is a burst of UMEM descriptors instead.
+
+pub mod pcap;
+
+use std::collections::VecDeque;
+use std::io;
+
+use crate::worker::BATCH;
+
+/// The largest frame a batch holds (a 1500-byte MTU with two VLAN tags, and
+/// room for jumbo frames up to 9216 bytes).
+pub const MAX_FRAME: usize = 9216;
+
+/// A burst of received frames with their receive times (nanoseconds), in
+/// buffers allocated once and reused.
+#[derive(Debug)]
+pub struct Batch {
+    bufs: Vec<Vec<u8>>,
+    times: [u64; BATCH],
+    len: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch {
+            bufs: (0..BATCH).map(|_| Vec::with_capacity(2048)).collect(),
+            times: [0; BATCH],
+            len: 0,
+        }
+    }
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn is_full(&self) -> bool {
+        self.len == BATCH
+    }
+    /// Appends a copy of `frame` (cut at [`MAX_FRAME`]); `false` when full.
+    pub fn push(&mut self, frame: &[u8], time: u64) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let buf = &mut self.bufs[self.len];
+        buf.clear();
+        buf.extend_from_slice(&frame[..frame.len().min(MAX_FRAME)]);
+        self.times[self.len] = time;
+        self.len += 1;
+        true
+    }
+    pub fn frame(&self, i: usize) -> &[u8] {
+        &self.bufs[i]
+    }
+    pub fn time(&self, i: usize) -> u64 {
+        self.times[i]
+    }
+    /// The frames as the slice of slices `process_batch` takes.
+    pub fn frames(&self) -> [&[u8]; BATCH] {
+        std::array::from_fn(|i| {
+            if i < self.len {
+                self.bufs[i].as_slice()
+            } else {
+                &[]
+            }
+        })
+    }
+}
+
+/// A source and sink of frames.
+pub trait Port {
+    /// Replaces the batch's contents with up to a batch of received frames;
+    /// an empty batch means nothing is ready (or, for a file, the end).
+    fn receive(&mut self, batch: &mut Batch) -> io::Result<()>;
+    /// Sends one frame; `time` is when it was received (nanoseconds).
+    fn transmit(&mut self, frame: &[u8], time: u64) -> io::Result<()>;
+}
+
+/// A port backed by two queues: frames pushed with [`MemoryPort::inject`] are
+/// received, transmitted frames collect in [`MemoryPort::sent`].
+#[derive(Debug, Default)]
+pub struct MemoryPort {
+    pub rx: VecDeque<(Vec<u8>, u64)>,
+    pub sent: Vec<Vec<u8>>,
+}
+
+impl MemoryPort {
+    pub fn inject(&mut self, frame: Vec<u8>, time: u64) {
+        self.rx.push_back((frame, time));
+    }
+}
+
+impl Port for MemoryPort {
+    fn receive(&mut self, batch: &mut Batch) -> io::Result<()> {
+        batch.clear();
+        while !batch.is_full() {
+            let Some((frame, time)) = self.rx.pop_front() else {
+                break;
+            };
+            batch.push(&frame, time);
+        }
+        Ok(())
+    }
+    fn transmit(&mut self, frame: &[u8], _time: u64) -> io::Result<()> {
+        self.sent.push(frame.to_vec());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_port_delivers_in_bursts_in_order() {
+        let mut port = MemoryPort::default();
+        for i in 0..BATCH + 3 {
+            port.inject(vec![i as u8; 60], i as u64);
+        }
+        let mut batch = Batch::new();
+        port.receive(&mut batch).unwrap();
+        assert_eq!(batch.len(), BATCH);
+        assert_eq!((batch.frame(5)[0], batch.time(5)), (5, 5));
+        port.receive(&mut batch).unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.frames()[2][0], (BATCH + 2) as u8);
+        port.receive(&mut batch).unwrap();
+        assert!(batch.is_empty());
+        port.transmit(&[1, 2, 3], 0).unwrap();
+        assert_eq!(port.sent, vec![vec![1, 2, 3]]);
+    }
+}
