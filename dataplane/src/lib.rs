@@ -4,12 +4,14 @@
 //! - [`classify`]: the multi-field classifier engine that decides first packets;
 //! - [`snapshot`]: the immutable snapshot workers read lock-free, which the
 //!   control side compiles from the model;
-//! - `wire/`, `conntrack/`, `worker.rs`, `stats.rs`: zero-copy parsing, the per-core
-//!   connection table and the batch pipeline (issue 4);
-//! - `port/`: AF_XDP and in-memory ports, pinned poll-mode workers (issue 5).
+//! - [`wire`], [`conntrack`], [`worker`], [`stats`], [`reason`]: zero-copy
+//!   parsing, the per-core connection table, the batch pipeline, per-worker
+//!   counters and drop reasons; [`hugepage`] backs the big tables;
+//! - [`port`]: the port abstraction with in-memory and pcap ports (the pcap one
+//!   for offline replay only); AF_XDP ports and pinned workers come in issue 5.
 //!
 //! What it must never do: allocate, lock, log or make a system call per packet;
-//! know about HTTP, files or serde. The control crate is its only writer, through
+//! know about HTTP or serde; touch files outside the offline pcap port. The control crate is its only writer, through
 //! one door: publishing a compiled snapshot.
 //!
 //! The security-group semantics it enforces exist as the reference evaluator in
