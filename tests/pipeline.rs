@@ -220,10 +220,9 @@ fn tcp_session_through_every_state() {
 
 #[test]
 fn timeouts_per_state() {
-    // (packets to reach the state, its timeout)
-    let handshake = [(Side::A, CLIENT, WEB, SYN)];
+    // Each state's timeout, checked just before it runs out.
     let mut h = Harness::new(&config("revalidate", false));
-    h.a(&tcp(handshake[0].1, 40000, handshake[0].2, 80, handshake[0].3));
+    h.a(&tcp(CLIENT, 40000, WEB, 80, SYN));
     h.advance(119);
     assert_eq!(
         h.b(&tcp(WEB, 80, CLIENT, 40000, SYNACK)),
@@ -590,4 +589,26 @@ fn a_batch_with_two_packets_of_one_new_flow_opens_it_once() {
     assert_eq!(out, [TO_B; 4]);
     assert_eq!(h.worker.flows().len(), 2);
     assert_eq!(h.worker.counters().flows_created.get(), 2);
+}
+
+#[test]
+fn a_batch_that_closes_and_reopens_a_connection() {
+    let mut h = Harness::new(&config("revalidate", false));
+    let syn = tcp(CLIENT, 1, WEB, 80, SYN).build();
+    let rst = tcp(WEB, 80, CLIENT, 1, TCP_RST | TCP_ACK).build();
+    let mut out = [Action::Drop(DropReason::Denied); 3];
+    // Opened, reset by the server and reopened, all within one batch.
+    h.worker
+        .process_batch(&h.snap, h.now, Side::A, &[&syn, &rst, &syn], &mut out);
+    assert_eq!(out, [TO_B; 3]);
+    assert_eq!(h.states(), [State::SynSent], "the second SYN opened it anew");
+    // A reset connection reopened by two SYNs of one batch: one new connection,
+    // nothing counted as expired.
+    h.b(&tcp(WEB, 80, CLIENT, 1, TCP_RST | TCP_ACK));
+    h.worker
+        .process_batch(&h.snap, h.now, Side::A, &[&syn, &syn], &mut out[..2]);
+    assert_eq!(out[..2], [TO_B; 2]);
+    assert_eq!(h.states(), [State::SynSent]);
+    let c = h.worker.counters();
+    assert_eq!((c.flows_created.get(), c.flows_expired.get()), (3, 0));
 }

@@ -44,7 +44,8 @@ pub struct Report {
     pub linear_lookups_per_sec: f64,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+/// The median of a non-empty sample (the upper one of an even count).
+pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
 }

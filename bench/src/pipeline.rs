@@ -29,6 +29,8 @@ use rampart_dataplane::wire::parse;
 use rampart_dataplane::worker::{Action, Config, Side, Worker, BATCH};
 use serde::Serialize;
 
+use crate::classify::median;
+
 /// How long and how often to measure.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
@@ -178,11 +180,6 @@ fn segment(i: usize, flags: u8, reply: bool) -> Vec<u8> {
     } else {
         Spec::tcp(c, port, server(i), 80, flags).build()
     }
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// Runs all frames through the worker once; returns a checksum.

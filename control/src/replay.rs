@@ -61,12 +61,8 @@ impl SideRule {
             return Side::A;
         }
         if let Ok(p) = wire::parse(frame) {
-            let src = match p.network {
-                Network::Ipv4 => Some(std::net::IpAddr::from(std::net::Ipv4Addr::from(p.src as u32))),
-                Network::Ipv6 => Some(std::net::IpAddr::from(std::net::Ipv6Addr::from(p.src))),
-                _ => None,
-            };
-            if src.is_some_and(|a| self.nets.iter().any(|n| n.contains(&a))) {
+            let ip = matches!(p.network, Network::Ipv4 | Network::Ipv6);
+            if ip && self.nets.iter().any(|n| n.contains(&p.src_ip())) {
                 return Side::A;
             }
         }

@@ -17,7 +17,7 @@
 //! Then a bounded sweep reclaims expired connections. Nothing here allocates,
 //! locks, logs or makes a system call.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::classify::Match;
@@ -26,7 +26,7 @@ use crate::reason::DropReason;
 use crate::snapshot::{Check, Packet, Snapshot, Verdict};
 use crate::stats::Counters;
 use crate::wire::headers::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use crate::wire::{parse, Fragment, IcmpKind, Network, Parsed, Tuple};
+use crate::wire::{ip_addr, parse, Fragment, IcmpKind, Network, Parsed, Tuple};
 
 /// Frames per batch, the most a single call handles at once (longer slices are
 /// processed in chunks of this size).
@@ -91,6 +91,16 @@ impl Config {
     }
 }
 
+/// What a packet of a tracked connection does.
+#[derive(Clone, Copy, Debug)]
+enum Hit {
+    Pass,
+    Drop(DropReason),
+    /// The connection is gone (closed and reopened by this SYN, or no longer
+    /// stateful after a rule change): decide the packet as a first packet.
+    FirstPacket,
+}
+
 /// What phase 1 left to do for a frame.
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -116,6 +126,9 @@ pub struct Worker {
     misses: [u8; BATCH],
     packets: Box<[Packet; BATCH]>,
     verdicts: Box<[Verdict; BATCH]>,
+    /// Connections expired during the current batch, added to the counter once
+    /// at its end.
+    expired: u64,
 }
 
 const EMPTY_PACKET: Packet = Packet {
@@ -140,19 +153,19 @@ impl Worker {
         let flows = FlowTable::new(config.flow_capacity, config.seed);
         let stats = Counters::new(config.rule_slots);
         stats.flows_capacity.set(flows.capacity() as u64);
-        let empty = parse(&[0; 14]).unwrap_or_else(|_| unreachable!("an Ethernet header parses"));
         let (key, _) = FlowKey::new(0, false, &Tuple::default());
         Worker {
             flows,
             frags: FragTable::new(config.fragment_capacity, config.seed),
             stats: Arc::new(stats),
-            parsed: Box::new([empty; BATCH]),
+            parsed: Box::new([Parsed::default(); BATCH]),
             steps: [Step::Evaluate; BATCH],
             keys: Box::new([(key, false, 0); BATCH]),
             buckets: [None; BATCH],
             misses: [0; BATCH],
             packets: Box::new([EMPTY_PACKET; BATCH]),
             verdicts: Box::new([EMPTY_VERDICT; BATCH]),
+            expired: 0,
         }
     }
 
@@ -229,15 +242,16 @@ impl Worker {
                 Step::Track => {
                     let (key, from_lo, _) = self.keys[i];
                     let (bucket, expired) = self.flows.check_live(self.buckets[i], now);
-                    self.stats.flows_expired.add(u64::from(expired));
+                    self.expired += u64::from(expired);
                     let flags = self.parsed[i].tcp_flags;
                     let hit = match bucket {
                         Some(b) => self.hit(snap, b, &key, from_lo, flags, now),
-                        None => None,
+                        None => Hit::FirstPacket,
                     };
                     match hit {
-                        Some(action) => out[i] = action.unwrap_or(forward),
-                        None => {
+                        Hit::Pass => out[i] = forward,
+                        Hit::Drop(reason) => out[i] = Action::Drop(reason),
+                        Hit::FirstPacket => {
                             self.misses[misses] = i as u8;
                             misses += 1;
                         }
@@ -311,9 +325,9 @@ impl Worker {
         port.forwarded_bytes.add(fwd_bytes);
         port.dropped_packets.add(n as u64 - fwd);
         port.dropped_bytes.add(rx_bytes - fwd_bytes);
-        let expired = self.flows.sweep(now, SWEEP_PER_BATCH);
+        self.expired += u64::from(self.flows.sweep(now, SWEEP_PER_BATCH));
         self.frags.sweep(now, SWEEP_PER_BATCH / 16);
-        self.stats.flows_expired.add(u64::from(expired));
+        self.stats.flows_expired.add(std::mem::take(&mut self.expired));
         self.stats.flows_active.set(self.flows.len() as u64);
         self.stats.generation.set(snap.generation);
         self.stats.batches.add(1);
@@ -347,7 +361,9 @@ impl Worker {
                 if let Some(inner) = inner {
                     let (key, _) = FlowKey::new(p.vlan, p.is_v6(), &inner);
                     let hash = self.flows.hash(&key);
-                    if let (Some(_), _) = self.flows.find(&key, hash, now) {
+                    let (bucket, expired) = self.flows.find(&key, hash, now);
+                    self.expired += u64::from(expired);
+                    if bucket.is_some() {
                         self.stats.related.add(1);
                         return Step::Done(forward);
                     }
@@ -363,9 +379,8 @@ impl Worker {
         }
     }
 
-    /// A packet of a tracked connection. `Some(None)`: forward; `Some(Some(a))`:
-    /// do `a`; `None`: treat as a first packet (the connection was closed and
-    /// this SYN reopens it, or revalidation made it stateless).
+    /// A packet of the tracked connection in `bucket`: advances it, after
+    /// revalidating it when the snapshot changed and the settings ask for it.
     fn hit(
         &mut self,
         snap: &Snapshot,
@@ -374,31 +389,32 @@ impl Worker {
         from_lo: bool,
         tcp_flags: u8,
         now: u64,
-    ) -> Option<Option<Action>> {
+    ) -> Hit {
         let generation = snap.generation as u32;
-        let flow = *self.flows.get_mut(bucket, key)?;
+        let Some(flow) = self.flows.get_mut(bucket, key) else {
+            return Hit::FirstPacket;
+        };
         if flow.state.closed() && tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN {
             self.flows.remove(bucket);
-            return None;
+            return Hit::FirstPacket;
         }
         if flow.generation != generation && snap.settings.revalidate {
-            let v = snap.decide(&opening_packet(&flow));
+            let v = snap.decide(&opening_packet(flow));
             count_rules(&self.stats, &v);
             if !v.allowed {
                 self.flows.remove(bucket);
                 self.stats.flows_revoked.add(1);
-                return Some(Some(Action::Drop(DropReason::Revoked)));
+                return Hit::Drop(DropReason::Revoked);
             }
             if !v.stateful {
                 self.flows.remove(bucket);
-                return None;
+                return Hit::FirstPacket;
             }
         }
-        let f = self.flows.get_mut(bucket, key)?;
-        f.generation = generation;
-        f.advance(from_lo, tcp_flags);
-        f.touch(now, &snap.settings.timeouts);
-        Some(None)
+        flow.generation = generation;
+        flow.advance(from_lo, tcp_flags);
+        flow.touch(now, &snap.settings.timeouts);
+        Hit::Pass
     }
 
     /// Creates the connection for an allowed stateful first packet (frame `i`);
@@ -414,11 +430,15 @@ impl Worker {
         let (key, from_lo, hash) = self.keys[i];
         let flags = self.parsed[i].tcp_flags;
         // An earlier packet of this batch may have opened it already.
-        if let (Some(bucket), _) = self.flows.find(&key, hash, now) {
-            return match self.hit(snap, bucket, &key, from_lo, flags, now) {
-                Some(Some(Action::Drop(reason))) => Err(reason),
-                _ => Ok(()),
-            };
+        let (bucket, expired) = self.flows.find(&key, hash, now);
+        self.expired += u64::from(expired);
+        if let Some(bucket) = bucket {
+            match self.hit(snap, bucket, &key, from_lo, flags, now) {
+                Hit::Pass => return Ok(()),
+                Hit::Drop(reason) => return Err(reason),
+                // Removed just now: this packet opens it anew.
+                Hit::FirstPacket => {}
+            }
         }
         if key.proto() == PROTO_TCP {
             let syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
@@ -435,7 +455,7 @@ impl Worker {
         match self.flows.insert(flow, hash, now) {
             Ok((_, reclaimed)) => {
                 self.stats.flows_created.add(1);
-                self.stats.flows_expired.add(u64::from(reclaimed.expired));
+                self.expired += u64::from(reclaimed.expired);
                 self.stats.flows_evicted.add(u64::from(reclaimed.evicted));
                 Ok(())
             }
@@ -472,21 +492,13 @@ fn frag_key(p: &Parsed, id: u32) -> FragKey {
     }
 }
 
-fn addr(a: u128, v6: bool) -> IpAddr {
-    if v6 {
-        IpAddr::V6(Ipv6Addr::from(a))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(a as u32))
-    }
-}
-
 /// The classifier's view of a parsed packet.
 fn packet(p: &Parsed) -> Packet {
     let v6 = p.is_v6();
     Packet {
         vlan: Some(p.vlan),
-        src: addr(p.src, v6),
-        dst: addr(p.dst, v6),
+        src: ip_addr(p.src, v6),
+        dst: ip_addr(p.dst, v6),
         proto: p.proto,
         src_port: p.src_port,
         dst_port: p.dst_port,
@@ -505,8 +517,8 @@ fn opening_packet(flow: &Flow) -> Packet {
     };
     Packet {
         vlan: Some(flow.key.vlan()),
-        src: addr(t.src, v6),
-        dst: addr(t.dst, v6),
+        src: ip_addr(t.src, v6),
+        dst: ip_addr(t.dst, v6),
         proto: t.proto,
         src_port,
         dst_port,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
 use rampart_bench::{pipeline, update};
 use rampart_dataplane::classify::classbench;
@@ -38,12 +38,8 @@ enum Command {
         /// Builds to time; the median is reported. Default 5.
         #[arg(long, default_value_t = 5)]
         builds: usize,
-        /// Timed repetitions per rate; the median is reported. Default 3.
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-        /// Minimum seconds per timed repetition. Default 1.
-        #[arg(long, default_value_t = 1.0)]
-        seconds: f64,
+        #[command(flatten)]
+        timing: Timing,
         /// Print one JSON object per set instead of the table.
         #[arg(long)]
         json: bool,
@@ -59,12 +55,8 @@ enum Command {
         /// Connections opened in the new-flow run. Default 1000000.
         #[arg(long, default_value_t = 1_000_000)]
         new_flows: usize,
-        /// Timed repetitions per rate; the median is reported. Default 3.
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-        /// Minimum seconds per timed repetition. Default 1.
-        #[arg(long, default_value_t = 1.0)]
-        seconds: f64,
+        #[command(flatten)]
+        timing: Timing,
         /// Print one JSON object per result instead of the table.
         #[arg(long)]
         json: bool,
@@ -90,6 +82,27 @@ enum Command {
     },
 }
 
+/// How long each rate is measured, shared by the rate benchmarks.
+#[derive(Clone, Copy, Debug, Args)]
+struct Timing {
+    /// Timed repetitions per rate; the median is reported. Default 3.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Minimum seconds per timed repetition. Default 1.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+}
+
+impl Timing {
+    /// `(reps, seconds)`, once `--seconds` is known to be positive.
+    fn checked(self) -> Result<(usize, f64)> {
+        if self.seconds.is_nan() || self.seconds <= 0.0 {
+            bail!("--seconds must be positive, not {}", self.seconds);
+        }
+        Ok((self.reps, self.seconds))
+    }
+}
+
 /// The shipped sets, smallest first.
 const SETS: [&str; 5] = ["acl1_1k", "fw1_1k", "acl1_10k", "fw1_10k", "acl1_100k"];
 
@@ -111,30 +124,29 @@ fn run(cli: Cli) -> Result<()> {
             trace,
             classbench_dir,
             builds,
-            reps,
-            seconds,
+            timing,
             json,
-        } => run_classify(
-            rules,
-            trace,
-            &classbench_dir,
-            Plan {
-                builds,
-                reps,
-                seconds,
-            },
-            json,
-        ),
+        } => {
+            let (reps, seconds) = timing.checked()?;
+            run_classify(
+                rules,
+                trace,
+                &classbench_dir,
+                Plan {
+                    builds,
+                    reps,
+                    seconds,
+                },
+                json,
+            )
+        }
         Command::Pipeline {
             flows,
             new_flows,
-            reps,
-            seconds,
+            timing,
             json,
         } => {
-            if seconds.is_nan() || seconds <= 0.0 {
-                bail!("--seconds must be positive, not {seconds}");
-            }
+            let (reps, seconds) = timing.checked()?;
             if flows.contains(&0) || new_flows == 0 {
                 bail!("--flows and --new-flows must be at least 1");
             }
@@ -218,9 +230,6 @@ fn run_classify(
     plan: Plan,
     json: bool,
 ) -> Result<()> {
-    if plan.seconds.is_nan() || plan.seconds <= 0.0 {
-        bail!("--seconds must be positive, not {}", plan.seconds);
-    }
     let sets: Vec<(String, PathBuf, PathBuf)> = match (rules, trace) {
         (Some(r), Some(t)) => {
             let name = r

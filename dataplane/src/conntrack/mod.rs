@@ -386,10 +386,13 @@ impl FlowTable {
         };
         match self.table.get_bucket(bucket) {
             Some(f) if f.deadline > now => (Some(bucket), false),
-            _ => {
+            Some(_) => {
                 self.remove(bucket);
                 (None, true)
             }
+            // Emptied since it was located (an earlier packet of the batch
+            // closed, revoked or expired it): absent, and not expired again.
+            None => (None, false),
         }
     }
 
@@ -397,16 +400,8 @@ impl FlowTable {
     /// (counted in the return's second field) and reported absent.
     #[inline]
     pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<usize>, bool) {
-        let Some(bucket) = self.table.find_bucket_index(hash, |f| f.key == *key) else {
-            return (None, false);
-        };
-        match self.table.get_bucket(bucket) {
-            Some(f) if f.deadline > now => (Some(bucket), false),
-            _ => {
-                self.remove(bucket);
-                (None, true)
-            }
-        }
+        let bucket = self.locate(key, hash);
+        self.check_live(bucket, now)
     }
 
     /// The connection in `bucket` if it still holds `key` (buckets can be
@@ -414,10 +409,6 @@ impl FlowTable {
     #[inline]
     pub fn get_mut(&mut self, bucket: usize, key: &FlowKey) -> Option<&mut Flow> {
         self.table.get_bucket_mut(bucket).filter(|f| f.key == *key)
-    }
-
-    pub fn get(&self, bucket: usize) -> Option<&Flow> {
-        self.table.get_bucket(bucket)
     }
 
     pub fn remove(&mut self, bucket: usize) -> Option<Flow> {
@@ -461,17 +452,7 @@ impl FlowTable {
     /// many. Called once per batch (and when idle), it visits every bucket once
     /// per `num_buckets / budget` calls.
     pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
-        let buckets = self.table.num_buckets();
-        let mut expired = 0;
-        for _ in 0..budget.min(buckets) {
-            let at = self.sweep_at;
-            self.sweep_at = (at + 1) % buckets;
-            if self.table.get_bucket(at).is_some_and(|f| f.deadline <= now) {
-                self.remove(at);
-                expired += 1;
-            }
-        }
-        expired
+        sweep(&mut self.table, &mut self.sweep_at, now, budget, |f| f.deadline)
     }
 
     /// Every live connection (for inspection and tests; not the hot path).
@@ -482,6 +463,31 @@ impl FlowTable {
     pub fn clear(&mut self) {
         self.table.clear();
     }
+}
+
+/// Removes the entries whose deadline has passed among the `budget` buckets from
+/// `*cursor` on, advancing the cursor; returns how many. Both tables expire this
+/// way, so a full pass over a table costs `num_buckets / budget` calls.
+fn sweep<T, A: allocator_api2::alloc::Allocator>(
+    table: &mut HashTable<T, A>,
+    cursor: &mut usize,
+    now: u64,
+    budget: usize,
+    deadline: impl Fn(&T) -> u64,
+) -> u32 {
+    let buckets = table.num_buckets();
+    let mut expired = 0;
+    for _ in 0..budget.min(buckets) {
+        let at = *cursor;
+        *cursor = (at + 1) % buckets;
+        if table.get_bucket(at).is_some_and(|t| deadline(t) <= now) {
+            if let Ok(e) = table.get_bucket_entry(at) {
+                e.remove();
+                expired += 1;
+            }
+        }
+    }
+    expired
 }
 
 /// The identity of a fragmented datagram.
@@ -561,19 +567,7 @@ impl FragTable {
 
     /// Removes expired entries among the next `budget` buckets.
     pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
-        let buckets = self.table.num_buckets();
-        let mut expired = 0;
-        for _ in 0..budget.min(buckets) {
-            let at = self.sweep_at;
-            self.sweep_at = (at + 1) % buckets;
-            if self.table.get_bucket(at).is_some_and(|e| e.deadline <= now) {
-                if let Ok(e) = self.table.get_bucket_entry(at) {
-                    e.remove();
-                    expired += 1;
-                }
-            }
-        }
-        expired
+        sweep(&mut self.table, &mut self.sweep_at, now, budget, |e| e.deadline)
     }
 
     pub fn len(&self) -> usize {

@@ -16,6 +16,8 @@ pub mod headers;
 #[cfg(test)]
 mod tests;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use crate::reason::DropReason;
 use headers::*;
 
@@ -83,7 +85,28 @@ pub struct Parsed {
     pub fragment: Fragment,
 }
 
+impl Default for Parsed {
+    /// An empty frame of unknown ethertype 0: a placeholder for scratch space.
+    fn default() -> Self {
+        Parsed::new(0, Network::Other(0))
+    }
+}
+
+/// An address of the family `v6` from its integer form (IPv4 in the low 32 bits).
+pub fn ip_addr(a: u128, v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(a))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(a as u32))
+    }
+}
+
 impl Parsed {
+    /// The source address.
+    pub fn src_ip(&self) -> IpAddr {
+        ip_addr(self.src, self.is_v6())
+    }
+
     fn new(vlan: u16, network: Network) -> Self {
         Parsed {
             vlan,
