@@ -14,12 +14,12 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use rampart_dataplane::conntrack::Seed;
-use rampart_dataplane::port::pcap::{Reader, Writer};
-use rampart_dataplane::port::Batch;
+use rampart_dataplane::port::pcap::{PcapPort, Reader, Writer};
+use rampart_dataplane::port::{forward, Batch, Port};
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::stats::Counters;
 use rampart_dataplane::wire::{self, Network};
-use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_dataplane::worker::{Config as WorkerConfig, Side, Worker, BATCH};
 
 use crate::compile::Compiler;
 use crate::config::Config;
@@ -94,7 +94,7 @@ pub struct Options {
     pub side_a: SideRule,
 }
 
-/// A batch is cut when the side changes, when it is full, or when the capture
+/// A run of a batch is cut when the side changes, or when the capture
 /// clock moves on by more than this (nanoseconds), so that timeouts stay exact
 /// to a millisecond.
 const BATCH_SPAN: u64 = 1_000_000;
@@ -108,44 +108,49 @@ pub fn replay(config: &Config, opts: &Options) -> io::Result<std::sync::Arc<Coun
         ..WorkerConfig::for_capacity(capacity)
     });
     let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", opts.pcap.display()));
-    let mut reader =
-        Reader::new(io::BufReader::new(std::fs::File::open(&opts.pcap).map_err(at)?)).map_err(at)?;
-    let mut allowed = opts.allowed.as_deref().map(Writer::create).transpose()?;
-    let mut dropped = opts.dropped.as_deref().map(Writer::create).transpose()?;
+    let file = std::fs::File::open(&opts.pcap).map_err(at)?;
+    let mut input = PcapPort::<_, io::Sink> {
+        reader: Some(Reader::new(io::BufReader::new(file)).map_err(at)?),
+        writer: None,
+    };
+    let sink = |path: &Option<PathBuf>| -> io::Result<PcapPort<io::Empty, _>> {
+        Ok(PcapPort {
+            reader: None,
+            writer: path.as_deref().map(Writer::create).transpose()?,
+        })
+    };
+    let (mut allowed, mut dropped) = (sink(&opts.allowed)?, sink(&opts.dropped)?);
     let mut batch = Batch::new();
-    let mut side = Side::A;
-    let mut out = [Action::Drop(DropReason::Denied); rampart_dataplane::worker::BATCH];
-
-    let mut flush = |batch: &mut Batch, side: Side, worker: &mut Worker| -> io::Result<()> {
+    let mut sides = [Side::A; BATCH];
+    loop {
+        input.receive(&mut batch).map_err(at)?;
         if batch.is_empty() {
-            return Ok(());
+            break;
         }
-        let n = batch.len();
-        let frames = batch.frames();
-        worker.process_batch(&snap, batch.time(0), side, &frames[..n], &mut out[..n]);
-        for (i, action) in out[..n].iter().enumerate() {
-            let sink = match action {
-                Action::Forward(_) => allowed.as_mut(),
-                Action::Drop(_) => dropped.as_mut(),
-            };
-            if let Some(w) = sink {
-                w.write(batch.frame(i), batch.time(i))?;
+        for (i, side) in sides.iter_mut().enumerate().take(batch.len()) {
+            *side = opts.side_a.side(batch.frame(i));
+        }
+        // Runs of one side within BATCH_SPAN of their first frame.
+        let mut start = 0;
+        for i in 1..=batch.len() {
+            if i == batch.len() || sides[i] != sides[start] || batch.time(i) > batch.time(start) + BATCH_SPAN
+            {
+                let now = batch.time(start);
+                forward(
+                    &mut worker,
+                    &snap,
+                    now,
+                    sides[start],
+                    &batch,
+                    start..i,
+                    &mut allowed,
+                    Some(&mut dropped),
+                )?;
+                start = i;
             }
         }
-        batch.clear();
-        Ok(())
-    };
-
-    while let Some((frame, time)) = reader.next_frame().map_err(at)? {
-        let frame_side = opts.side_a.side(frame);
-        if !batch.is_empty() && (frame_side != side || batch.is_full() || time > batch.time(0) + BATCH_SPAN) {
-            flush(&mut batch, side, &mut worker)?;
-        }
-        side = frame_side;
-        batch.push(frame, time);
     }
-    flush(&mut batch, side, &mut worker)?;
-    for w in [allowed, dropped].into_iter().flatten() {
+    for w in [allowed.writer, dropped.writer].into_iter().flatten() {
         w.finish()?;
     }
     Ok(worker.counters())

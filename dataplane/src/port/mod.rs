@@ -12,8 +12,11 @@ pub mod pcap;
 
 use std::collections::VecDeque;
 use std::io;
+use std::ops::Range;
 
-use crate::worker::BATCH;
+use crate::reason::DropReason;
+use crate::snapshot::Snapshot;
+use crate::worker::{Action, Side, Worker, BATCH};
 
 /// The largest frame a batch holds (a 1500-byte MTU with two VLAN tags, and
 /// room for jumbo frames up to 9216 bytes).
@@ -93,6 +96,41 @@ pub trait Port {
     fn transmit(&mut self, frame: &[u8], time: u64) -> io::Result<()>;
 }
 
+/// The driver step every port shares: runs `batch[frames]`, received on `from`,
+/// through the worker at time `now`, then transmits each forwarded frame on `to`
+/// and each dropped one on `dropped`, when given. (A bridge passes the other
+/// side's port as `to`; `rampart replay` passes the capture of allowed frames.)
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the worker, its inputs and the two sinks"
+)]
+pub fn forward(
+    worker: &mut Worker,
+    snap: &Snapshot,
+    now: u64,
+    from: Side,
+    batch: &Batch,
+    frames: Range<usize>,
+    to: &mut dyn Port,
+    mut dropped: Option<&mut dyn Port>,
+) -> io::Result<()> {
+    let all = batch.frames();
+    let mut out = [Action::Drop(DropReason::Denied); BATCH];
+    let n = frames.len();
+    worker.process_batch(snap, now, from, &all[frames.clone()], &mut out[..n]);
+    for (i, action) in frames.zip(&out[..n]) {
+        match action {
+            Action::Forward(_) => to.transmit(batch.frame(i), batch.time(i))?,
+            Action::Drop(_) => {
+                if let Some(port) = dropped.as_deref_mut() {
+                    port.transmit(batch.frame(i), batch.time(i))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A port backed by two queues: frames pushed with [`MemoryPort::inject`] are
 /// received, transmitted frames collect in [`MemoryPort::sent`].
 #[derive(Debug, Default)]
@@ -145,5 +183,68 @@ mod tests {
         assert!(batch.is_empty());
         port.transmit(&[1, 2, 3], 0).unwrap();
         assert_eq!(port.sent, vec![vec![1, 2, 3]]);
+    }
+
+    /// A bridge of memory ports with an empty snapshot that forwards
+    /// unprotected traffic: well-formed frames cross, a malformed one is dropped.
+    #[test]
+    fn forward_sends_each_frame_where_its_action_says() {
+        use crate::snapshot::{Builder, Settings, Timeouts};
+        use crate::wire::build::Spec;
+        use crate::worker::Config;
+
+        let t = 60;
+        let timeouts = Timeouts {
+            tcp_syn_sent: t,
+            tcp_syn_received: t,
+            tcp_established: t,
+            tcp_closing: t,
+            tcp_time_wait: t,
+            tcp_reset: t,
+            udp_unreplied: t,
+            udp_replied: t,
+            icmp_echo: t,
+            other: t,
+        };
+        let mut builder = Builder::new(
+            1,
+            Settings {
+                forward_unprotected: true,
+                forward_non_ip: false,
+                tcp_pickup: false,
+                revalidate: true,
+                fragment_timeout_secs: 2,
+                flow_table_capacity: 1024,
+                timeouts,
+            },
+        );
+        builder.vpc(None, 0);
+        let snap = builder.finish();
+        let mut worker = Worker::new(Config::for_capacity(1024));
+        let good = Spec::udp("198.18.0.1".parse().unwrap(), 1, "198.18.0.2".parse().unwrap(), 2).build();
+        let mut a = MemoryPort::default();
+        a.inject(good.clone(), 1);
+        a.inject(good[..20].to_vec(), 2);
+        a.inject(good.clone(), 3);
+        let (mut b, mut dropped) = (MemoryPort::default(), MemoryPort::default());
+        let mut batch = Batch::new();
+        a.receive(&mut batch).unwrap();
+        forward(
+            &mut worker,
+            &snap,
+            1,
+            Side::A,
+            &batch,
+            0..3,
+            &mut b,
+            Some(&mut dropped),
+        )
+        .unwrap();
+        assert_eq!(b.sent, vec![good.clone(), good.clone()]);
+        assert_eq!(dropped.sent, vec![good[..20].to_vec()]);
+        // A sub-range, and no sink for drops.
+        forward(&mut worker, &snap, 1, Side::A, &batch, 1..2, &mut b, None).unwrap();
+        assert_eq!(b.sent.len(), 2);
+        assert_eq!(worker.counters().drop_count(DropReason::Ipv4Truncated), 2);
     }
 }
