@@ -8,7 +8,9 @@
 //!   parsing, the per-core connection table, the batch pipeline, per-worker
 //!   counters and drop reasons; [`hugepage`] backs the big tables;
 //! - [`port`]: the port abstraction with in-memory and pcap ports (the pcap one
-//!   for offline replay only); AF_XDP ports and pinned workers come in issue 5.
+//!   for offline replay only);
+//! - [`xdp`] and [`engine`]: AF_XDP sockets sharing a UMEM per worker, and the
+//!   pinned poll-mode worker threads that run the pipeline between them.
 //!
 //! What it must never do: allocate, lock, log or make a system call per packet;
 //! know about HTTP or serde; touch files outside the offline pcap port. The control crate is its only writer, through
@@ -18,11 +20,12 @@
 //! `rampart_control::model::eval`; the snapshot is tested against it.
 
 // `unsafe` is denied here except in the modules that cannot do without it
-// (`hugepage`, and the AF_XDP port to come), each block with its safety argument.
+// (`hugepage`, `xdp`), each block with its safety argument.
 #![deny(unsafe_code)]
 
 pub mod classify;
 pub mod conntrack;
+pub mod engine;
 pub mod hugepage;
 pub mod port;
 pub mod reason;
@@ -30,3 +33,4 @@ pub mod snapshot;
 pub mod stats;
 pub mod wire;
 pub mod worker;
+pub mod xdp;

@@ -29,6 +29,8 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
+    /// Longer than the port's largest frame (its MTU plus Ethernet and two VLAN tags).
+    Oversize = "oversize",
     /// Shorter than an Ethernet header.
     EthernetTruncated = "ethernet_truncated",
     /// An 802.1Q or QinQ tag runs past the frame.

@@ -75,6 +75,10 @@ pub struct Config {
     pub fragment_capacity: usize,
     /// Distinct rules counted individually.
     pub rule_slots: usize,
+    /// Longest frame accepted, in bytes from the destination MAC to the end
+    /// of the payload (FCS not included); longer ones are dropped as
+    /// [`DropReason::Oversize`].
+    pub max_frame: usize,
     pub seed: Seed,
 }
 
@@ -86,6 +90,7 @@ impl Config {
             flow_capacity,
             fragment_capacity: (flow_capacity / 64).max(1024),
             rule_slots: 16_384,
+            max_frame: usize::MAX,
             seed: Seed::random(),
         }
     }
@@ -118,6 +123,7 @@ pub struct Worker {
     flows: FlowTable,
     frags: FragTable,
     stats: Arc<Counters>,
+    max_frame: usize,
     parsed: Box<[Parsed; BATCH]>,
     steps: [Step; BATCH],
     keys: Box<[(FlowKey, bool, u64); BATCH]>,
@@ -158,6 +164,7 @@ impl Worker {
             flows,
             frags: FragTable::new(config.fragment_capacity, config.seed),
             stats: Arc::new(stats),
+            max_frame: config.max_frame,
             parsed: Box::new([Parsed::default(); BATCH]),
             steps: [Step::Evaluate; BATCH],
             keys: Box::new([(key, false, 0); BATCH]),
@@ -214,6 +221,10 @@ impl Worker {
 
         // Phase 1: parse; settle what needs no connection state.
         for i in 0..n {
+            if frames[i].len() > self.max_frame {
+                self.steps[i] = Step::Done(Action::Drop(DropReason::Oversize));
+                continue;
+            }
             self.steps[i] = match parse(frames[i]) {
                 Err(reason) => Step::Done(Action::Drop(reason)),
                 Ok(p) => {

@@ -1,0 +1,289 @@
+//! Poll-mode workers: each worker thread, pinned to its core, owns an [`Io`]
+//! (its UMEM and one AF_XDP socket per port on its queue) and a [`Stage`] (the
+//! policy pipeline, or a plain pass-through for measuring the I/O ceiling), and
+//! loops: refill, receive a burst per port, decide it, hand forwarded frames to
+//! the other port's TX ring, return dropped ones to the free list, reap
+//! completions.
+//!
+//! The snapshot is read through `arc-swap` once per burst ([`Policy`]), so a
+//! snapshot the control thread publishes is used from the next burst on.
+//!
+//! Idle policy ([`Idle`]): `busy` polls without pause; `adaptive` spins for
+//! [`ADAPTIVE_SPIN`] after the last frame, then sleeps in `poll(2)` on the
+//! sockets, which the kernel wakes as soon as a frame arrives.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam::channel::{self, Receiver, RecvTimeoutError};
+use xsk_rs::FrameDesc;
+
+use crate::reason::DropReason;
+use crate::snapshot::Snapshot;
+use crate::worker::{Action, Side, Worker, BATCH};
+use crate::xdp::{Io, PoolReport};
+
+/// How long an adaptive worker keeps spinning after its last frame.
+pub const ADAPTIVE_SPIN: Duration = Duration::from_micros(200);
+/// The longest an idle worker sleeps before it checks for stop and sweeps.
+const IDLE_WAIT_MS: i32 = 50;
+/// How often a busy, idle worker runs housekeeping.
+const HOUSEKEEPING_NS: u64 = 1_000_000;
+/// How long a stopping worker waits for frames still being sent.
+const DRAIN: Duration = Duration::from_millis(500);
+
+/// What a worker does when no frame arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Idle {
+    /// Poll without pause (a dedicated core).
+    Busy,
+    /// Spin briefly, then sleep until a frame arrives.
+    #[default]
+    Adaptive,
+}
+
+/// What runs between receive and transmit.
+pub trait Stage {
+    /// Decides `frames`, received on `from` at `now` (monotonic nanoseconds):
+    /// `out[i]` for `frames[i]`.
+    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]);
+    /// Called when idle (expiry sweeps).
+    fn idle(&mut self, _now: u64) {}
+}
+
+/// The security-group pipeline: a [`Worker`] deciding each burst against the
+/// snapshot current when the burst arrived.
+#[derive(Debug)]
+pub struct Policy {
+    pub worker: Worker,
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Stage for Policy {
+    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+        let snap = self.snapshots.load();
+        self.worker.process_batch(&snap, now, from, frames, out);
+    }
+    fn idle(&mut self, now: u64) {
+        self.worker.housekeeping(now);
+        // An idle worker still reports the generation it would run, so a
+        // control plane waiting for every worker to adopt a snapshot is not
+        // kept waiting by a worker that sees no traffic.
+        let generation = self.snapshots.load().generation;
+        self.worker.counters().generation.set(generation);
+    }
+}
+
+/// Every frame to the other port, nothing looked at: the I/O ceiling.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Passthrough {
+    pub frames: u64,
+}
+
+impl Stage for Passthrough {
+    fn process(&mut self, _now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+        self.frames += frames.len() as u64;
+        out[..frames.len()].fill(Action::Forward(from.other()));
+    }
+}
+
+const SIDES: [Side; 2] = [Side::A, Side::B];
+
+/// Runs the poll loop until `stop` is set, then waits (briefly) for frames
+/// still on TX rings and reports where every frame of the pool is.
+pub fn poll_loop<S: Stage>(io: &mut Io, stage: &mut S, idle: Idle, stop: &AtomicBool) -> PoolReport {
+    let clock = Instant::now();
+    let now = || clock.elapsed().as_nanos() as u64;
+    let mut descs = [FrameDesc::default(); BATCH];
+    let mut out = [Action::Drop(DropReason::Denied); BATCH];
+    let mut to = [[FrameDesc::default(); BATCH]; 2];
+    let mut dropped = [FrameDesc::default(); BATCH];
+    let mut idle_since: Option<u64> = None;
+    let mut last_housekeeping = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let mut received = 0;
+        for (p, &side) in SIDES.iter().enumerate().take(io.ports().len()) {
+            io.refill(p, 0);
+            let n = io.receive(p, &mut descs);
+            if n == 0 {
+                io.poke_rx(p);
+                continue;
+            }
+            received += n;
+            {
+                let frames: [&[u8]; BATCH] =
+                    std::array::from_fn(|i| if i < n { io.data(&descs[i]) } else { &[] });
+                stage.process(now(), side, &frames[..n], &mut out[..n]);
+            }
+            let mut counts = [0usize; 2];
+            let mut d = 0;
+            for (desc, action) in descs[..n].iter().zip(&out[..n]) {
+                match action {
+                    Action::Forward(to_side) => {
+                        let t = to_side.index();
+                        to[t][counts[t]] = *desc;
+                        counts[t] += 1;
+                    }
+                    Action::Drop(_) => {
+                        dropped[d] = *desc;
+                        d += 1;
+                    }
+                }
+            }
+            io.release(&dropped[..d]);
+            for (t, count) in counts.iter().enumerate() {
+                if *count > 0 && t < io.ports().len() {
+                    io.transmit(t, &to[t][..*count]);
+                } else if *count > 0 {
+                    io.release(&to[t][..*count]);
+                }
+            }
+        }
+        io.reap();
+        if received > 0 {
+            idle_since = None;
+            continue;
+        }
+        io.kick();
+        let t = now();
+        match idle {
+            Idle::Busy => {
+                if t.saturating_sub(last_housekeeping) > HOUSEKEEPING_NS {
+                    stage.idle(t);
+                    last_housekeeping = t;
+                }
+            }
+            Idle::Adaptive => {
+                let since = *idle_since.get_or_insert(t);
+                if t.saturating_sub(since) > ADAPTIVE_SPIN.as_nanos() as u64 {
+                    stage.idle(t);
+                    // Sleep until a socket has a frame (or the timeout, to
+                    // look at `stop` and sweep again).
+                    io.wait(IDLE_WAIT_MS);
+                    idle_since = None;
+                }
+            }
+        }
+    }
+    let deadline = Instant::now() + DRAIN;
+    while io.in_tx() > 0 && Instant::now() < deadline {
+        io.kick();
+        io.reap();
+        std::thread::yield_now();
+    }
+    io.report()
+}
+
+/// One worker to start: its sockets, its stage, and the core to pin it to.
+#[derive(Debug)]
+pub struct WorkerSpec<S> {
+    pub io: Io,
+    pub stage: S,
+    pub core: Option<usize>,
+}
+
+/// How a worker ended.
+#[derive(Debug)]
+pub struct WorkerExit<S> {
+    pub index: usize,
+    /// `Err` with the panic message if the worker panicked.
+    pub result: Result<(PoolReport, S), String>,
+}
+
+/// Running workers.
+pub struct Engine<S> {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<(PoolReport, S)>>,
+    exits: Receiver<usize>,
+}
+
+impl<S> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workers", &self.handles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tells the engine that a worker thread ended, however it ended.
+struct ExitNotice(usize, channel::Sender<usize>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0);
+    }
+}
+
+impl<S: Stage + Send + 'static> Engine<S> {
+    /// Starts one thread per worker, each pinned to its core when one is given
+    /// (the caller checks the core list against the machine's cores first).
+    pub fn start(workers: Vec<WorkerSpec<S>>, idle: Idle) -> std::io::Result<Engine<S>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, exits) = channel::unbounded();
+        let mut handles = Vec::with_capacity(workers.len());
+        for (index, spec) in workers.into_iter().enumerate() {
+            let stop = Arc::clone(&stop);
+            let notice = ExitNotice(index, tx.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("rampart-worker-{index}"))
+                .spawn(move || {
+                    let _notice = notice;
+                    let WorkerSpec {
+                        mut io,
+                        mut stage,
+                        core,
+                    } = spec;
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                    }
+                    let report = poll_loop(&mut io, &mut stage, idle, &stop);
+                    (report, stage)
+                })?;
+            handles.push(handle);
+        }
+        Ok(Engine { stop, handles, exits })
+    }
+
+    /// The flag that stops every worker.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Waits until `term` is set or any worker ends (a panic, say), then stops
+    /// every worker and joins them all. Their sockets close as they end, which
+    /// detaches the XDP programs.
+    pub fn wait(self, term: &AtomicBool) -> Vec<WorkerExit<S>> {
+        loop {
+            if term.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.exits.recv_timeout(Duration::from_millis(50)) {
+                Ok(_) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.handles
+            .into_iter()
+            .enumerate()
+            .map(|(index, h)| WorkerExit {
+                index,
+                result: h.join().map_err(|panic| panic_message(&panic)),
+            })
+            .collect()
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
