@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::appliance::Appliance;
 use crate::model::{
     default_rule_specs, ErrorCode, Errors, GroupSpec, GroupUpdate, InterfaceSpec, Kind, Model, ModelError,
     PrefixListSpec, VpcSpec, DEFAULT_GROUP,
@@ -39,6 +40,7 @@ struct RawConfig {
     settings: Settings,
     #[serde(default)]
     quotas: QuotaSettings,
+    appliance: Option<Appliance>,
     #[serde(default)]
     vpc: Vec<VpcSpec>,
     #[serde(default)]
@@ -53,6 +55,8 @@ struct RawConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub settings: Settings,
+    /// The `[appliance]` table, when the file has one (`rampart run` needs it).
+    pub appliance: Option<Appliance>,
     pub model: Model,
 }
 
@@ -95,6 +99,9 @@ impl Config {
 /// Stage two: applies the raw specs to a fresh model, collecting every error.
 fn build(raw: RawConfig) -> Result<Config, Errors> {
     let mut errs: Vec<ModelError> = raw.settings.validate();
+    if let Some(appliance) = &raw.appliance {
+        errs.extend(appliance.validate());
+    }
     let quotas = raw.quotas.validate().unwrap_or_else(|e| {
         errs.extend(e);
         crate::model::Quotas::default()
@@ -177,6 +184,7 @@ fn build(raw: RawConfig) -> Result<Config, Errors> {
     if errs.is_empty() {
         Ok(Config {
             settings: raw.settings,
+            appliance: raw.appliance,
             model,
         })
     } else {

@@ -11,8 +11,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appliance;
 pub mod compile;
 pub mod config;
+pub mod daemon;
 pub mod explain;
 pub mod model;
 pub mod replay;

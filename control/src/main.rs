@@ -12,9 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rampart_control::config::{Config, ConfigError, Summary};
+use rampart_control::daemon;
 use rampart_control::explain;
 use rampart_control::model::eval;
 use rampart_control::replay::{self, SideRule};
+use rampart_dataplane::stats::Totals;
 
 /// rampart: a stateful security-group appliance.
 #[derive(Debug, Parser)]
@@ -83,6 +85,20 @@ enum Command {
         #[arg(long = "side-a", value_name = "MAC|CIDR")]
         side_a: Vec<String>,
     },
+    /// Run the appliance: bridge port_a and port_b of the config's [appliance]
+    /// table through AF_XDP, enforcing the model, until SIGINT or SIGTERM.
+    ///
+    /// SIGHUP re-reads the file; an invalid file is refused and the running
+    /// model kept. Exits 0 after a clean stop, 2 when the configuration cannot
+    /// run here, 1 when a worker failed.
+    Run {
+        /// Configuration file (TOML, see docs/config.md) with an [appliance] table.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log a one-line counter summary every this many seconds.
+        #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
+        stats_every: Option<f64>,
+    },
 }
 
 /// Exit code for bad input, shared by every subcommand (and clap's own errors).
@@ -105,6 +121,21 @@ fn main() -> ExitCode {
             dropped,
             side_a,
         } => run_replay(&config, pcap, allowed, dropped, &side_a),
+        Command::Run { config, stats_every } => run_appliance(config, stats_every),
+    }
+}
+
+fn run_appliance(config: PathBuf, stats_every: Option<f64>) -> ExitCode {
+    let opts = daemon::Options {
+        config,
+        stats_interval: stats_every.map(std::time::Duration::from_secs_f64),
+    };
+    match daemon::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
     }
 }
 
@@ -184,9 +215,17 @@ fn run_replay(
     };
     match replay::replay(&config, &opts) {
         Ok(counters) => {
-            print!("{}", replay::render(&config, &counters));
+            print!("{}", replay::render(&config, &Totals::sum([&*counters])));
             ExitCode::SUCCESS
         }
         Err(err) => bad(err.to_string()),
+    }
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=86_400.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is out of range 0.1-86400")),
+        Err(_) => Err(format!("{s:?} is not a number of seconds")),
     }
 }

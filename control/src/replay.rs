@@ -17,7 +17,7 @@ use rampart_dataplane::conntrack::Seed;
 use rampart_dataplane::port::pcap::{PcapPort, Reader, Writer};
 use rampart_dataplane::port::{forward, Batch, Port};
 use rampart_dataplane::reason::DropReason;
-use rampart_dataplane::stats::Counters;
+use rampart_dataplane::stats::{Counters, PortTotals, Totals};
 use rampart_dataplane::wire::{self, Network};
 use rampart_dataplane::worker::{Config as WorkerConfig, Side, Worker, BATCH};
 
@@ -158,25 +158,22 @@ pub fn replay(config: &Config, opts: &Options) -> io::Result<std::sync::Arc<Coun
 
 /// The report `rampart replay` prints: per-side and per-verdict counts, drops
 /// by reason, connections, and rule hits with each rule's group and text.
-pub fn render(config: &Config, c: &Counters) -> String {
+pub fn render(config: &Config, c: &Totals) -> String {
     let mut s = String::new();
     let [a, b] = &c.ports;
-    let total = |f: fn(&rampart_dataplane::stats::PortCounters) -> u64| f(a) + f(b);
+    let total = |f: fn(&PortTotals) -> u64| f(a) + f(b);
     let _ = writeln!(
         s,
         "frames: {} received, {} forwarded, {} dropped",
-        total(|p| p.rx_packets.get()),
-        total(|p| p.forwarded_packets.get()),
-        total(|p| p.dropped_packets.get())
+        total(|p| p.rx_packets),
+        total(|p| p.forwarded_packets),
+        total(|p| p.dropped_packets)
     );
     for (name, p) in [("A", a), ("B", b)] {
         let _ = writeln!(
             s,
             "  side {name}: {} received ({} bytes), {} forwarded, {} dropped",
-            p.rx_packets.get(),
-            p.rx_bytes.get(),
-            p.forwarded_packets.get(),
-            p.dropped_packets.get()
+            p.rx_packets, p.rx_bytes, p.forwarded_packets, p.dropped_packets
         );
     }
     let reasons: Vec<_> = DropReason::ALL.iter().filter(|r| c.drop_count(**r) > 0).collect();
@@ -189,14 +186,14 @@ pub fn render(config: &Config, c: &Counters) -> String {
     let _ = writeln!(
         s,
         "connections: {} created, {} expired, {} evicted, {} revoked; {} related ICMP errors passed; {} ARP/ND frames passed",
-        c.flows_created.get(),
-        c.flows_expired.get(),
-        c.flows_evicted.get(),
-        c.flows_revoked.get(),
-        c.related.get(),
-        c.unevaluated.get()
+        c.flows_created,
+        c.flows_expired,
+        c.flows_evicted,
+        c.flows_revoked,
+        c.related,
+        c.unevaluated
     );
-    let mut hits: Vec<(u32, u64)> = c.rules.iter().collect();
+    let mut hits: Vec<(u32, u64)> = c.rules.iter().map(|(r, n)| (*r, *n)).collect();
     if !hits.is_empty() {
         hits.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
         let _ = writeln!(s, "rule hits (first packets decided):");
@@ -211,6 +208,9 @@ pub fn render(config: &Config, c: &Counters) -> String {
                     |(g, r)| format!("{}: {}", g.name, config.model.rule_text(r)),
                 );
             let _ = writeln!(s, "  {n:>8}  {text}");
+        }
+        if c.rules_other > 0 {
+            let _ = writeln!(s, "  {:>8}  (rules beyond the per-rule table)", c.rules_other);
         }
     }
     s

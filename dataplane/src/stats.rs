@@ -98,6 +98,95 @@ impl Counters {
     }
 }
 
+/// One port's counts summed over workers, as plain numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+}
+
+/// Several workers' counters summed at one moment (for a summary or a
+/// scrape); gauges are summed too, except the generation, which is the
+/// lowest any worker runs (the one every worker has adopted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub ports: [PortTotals; 2],
+    pub drops: [u64; DropReason::COUNT],
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    pub flows_evicted: u64,
+    pub flows_revoked: u64,
+    pub flows_active: u64,
+    pub flows_capacity: u64,
+    pub related: u64,
+    pub unevaluated: u64,
+    pub generation: u64,
+    pub batches: u64,
+    /// Hits by rule id; hits not counted per rule are under `rules_other`.
+    pub rules: std::collections::BTreeMap<u32, u64>,
+    pub rules_other: u64,
+}
+
+impl Totals {
+    pub fn sum<'a>(workers: impl IntoIterator<Item = &'a Counters>) -> Totals {
+        let mut t = Totals {
+            ports: [PortTotals::default(); 2],
+            drops: [0; DropReason::COUNT],
+            flows_created: 0,
+            flows_expired: 0,
+            flows_evicted: 0,
+            flows_revoked: 0,
+            flows_active: 0,
+            flows_capacity: 0,
+            related: 0,
+            unevaluated: 0,
+            generation: u64::MAX,
+            batches: 0,
+            rules: std::collections::BTreeMap::new(),
+            rules_other: 0,
+        };
+        for c in workers {
+            for (t, p) in t.ports.iter_mut().zip(&c.ports) {
+                t.rx_packets += p.rx_packets.get();
+                t.rx_bytes += p.rx_bytes.get();
+                t.forwarded_packets += p.forwarded_packets.get();
+                t.forwarded_bytes += p.forwarded_bytes.get();
+                t.dropped_packets += p.dropped_packets.get();
+                t.dropped_bytes += p.dropped_bytes.get();
+            }
+            for (t, d) in t.drops.iter_mut().zip(&c.drops) {
+                *t += d.get();
+            }
+            t.flows_created += c.flows_created.get();
+            t.flows_expired += c.flows_expired.get();
+            t.flows_evicted += c.flows_evicted.get();
+            t.flows_revoked += c.flows_revoked.get();
+            t.flows_active += c.flows_active.get();
+            t.flows_capacity += c.flows_capacity.get();
+            t.related += c.related.get();
+            t.unevaluated += c.unevaluated.get();
+            t.generation = t.generation.min(c.generation.get());
+            t.batches += c.batches.get();
+            for (rule, hits) in c.rules.iter() {
+                *t.rules.entry(rule).or_default() += hits;
+            }
+            t.rules_other += c.rules.other.get();
+        }
+        if t.generation == u64::MAX {
+            t.generation = 0;
+        }
+        t
+    }
+
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+}
+
 /// Hit counts per rule id: how many first packets (and stateless packets) each
 /// rule decided. A fixed open-addressed table, allocated once: a rule takes a
 /// slot at its first hit; when its probe window is full, the hit is counted in

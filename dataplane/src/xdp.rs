@@ -708,3 +708,58 @@ fn set_busy_poll(fd: i32) -> bool {
         && set(libc::SO_BUSY_POLL, 20)
         && set(SO_BUSY_POLL_BUDGET, BATCH as libc::c_int)
 }
+
+/// Sets or clears promiscuous mode on an interface; returns whether it was on
+/// before (to restore it on exit).
+pub fn set_promiscuous(name: &str, on: bool) -> io::Result<bool> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    // SAFETY: a datagram socket used only for the two interface ioctls below,
+    // closed before returning; `ifreq` is zeroed and its name NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        let result = (|| {
+            if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let flags = req.ifr_ifru.ifru_flags;
+            let was = flags & libc::IFF_PROMISC as libc::c_short != 0;
+            if was != on {
+                req.ifr_ifru.ifru_flags = if on {
+                    flags | libc::IFF_PROMISC as libc::c_short
+                } else {
+                    flags & !(libc::IFF_PROMISC as libc::c_short)
+                };
+                if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(was)
+        })();
+        libc::close(fd);
+        result
+    }
+}
+
+/// How many receive queues the interface has (from sysfs; 1 if unknown).
+pub fn rx_queues(name: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1)
+}

@@ -1,0 +1,369 @@
+//! `rampart run`: the appliance.
+//!
+//! Threads: the main thread sets up and then waits for a stop signal or a
+//! worker's end; the control thread owns the model and the snapshot compiler
+//! and publishes snapshots through an `ArcSwap` (SIGHUP re-reads the config
+//! file); one worker thread per queue polls the AF_XDP sockets of both ports.
+//! Workers never wait for the control thread: they load the current snapshot
+//! once per burst.
+//!
+//! Start-up order: check everything that can be checked before touching an
+//! interface (config, ports, queues, cores), then remove a stale XDP program,
+//! set promiscuous mode, open the sockets, start the workers. Any failure
+//! undoes what was done (sockets close and detach their programs as they are
+//! dropped; promiscuous mode is restored).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rampart_dataplane::engine::{Engine, Idle, Policy, WorkerSpec};
+use rampart_dataplane::snapshot::Snapshot;
+use rampart_dataplane::stats::{Counters, Totals};
+use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
+use rampart_dataplane::xdp::{self, BindMode, Io, PortOptions, XdpMode};
+
+use crate::appliance::{Appliance, BindModeSetting, IdleSetting, XdpModeSetting};
+use crate::compile::Compiler;
+use crate::config::{Config, ConfigError, Summary};
+use crate::replay::render;
+
+/// Why the appliance could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The configuration is valid but cannot run on this machine.
+    #[error("{0}")]
+    Setup(String),
+    /// A worker failed while running.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    /// The exit code: 2 for a configuration that cannot run, 1 for a failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) | RunError::Setup(_) => 2,
+            RunError::Failed(_) => 1,
+        }
+    }
+}
+
+/// Options of `rampart run`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: PathBuf,
+    /// Print a one-line counter summary this often.
+    pub stats_interval: Option<Duration>,
+}
+
+/// Logs one line to standard error.
+fn log(msg: impl std::fmt::Display) {
+    eprintln!("rampart: {msg}");
+}
+
+fn setup(msg: impl Into<String>) -> RunError {
+    RunError::Setup(msg.into())
+}
+
+/// Frames per worker UMEM: enough for both fill rings and both TX rings full.
+fn umem_frames(appliance: &Appliance) -> u32 {
+    appliance.ring_size * 4
+}
+
+/// Restores the ports' promiscuous mode when dropped.
+struct Promiscuous(Vec<(String, bool)>);
+
+impl Drop for Promiscuous {
+    fn drop(&mut self) {
+        for (name, was) in &self.0 {
+            if !was {
+                let _ = xdp::set_promiscuous(name, false);
+            }
+        }
+    }
+}
+
+/// Runs the appliance until SIGINT or SIGTERM (or a worker's failure).
+pub fn run(opts: &Options) -> Result<(), RunError> {
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&term))
+            .map_err(|e| setup(format!("signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| setup(format!("signal handler: {e}")))?;
+
+    let config = Config::load(&opts.config)?;
+    let origin = opts.config.display().to_string();
+    let appliance = config.appliance.clone().ok_or_else(|| {
+        setup(format!(
+            "{origin}: no [appliance] table: `rampart run` needs port_a and port_b (see docs/config.md)"
+        ))
+    })?;
+    check_machine(&appliance, &origin)?;
+
+    let mut compiler = Compiler::new();
+    let started = Instant::now();
+    let (snap, stats) = compiler.compile(&config.model, &config.settings);
+    let compile_time = started.elapsed();
+    let generation = snap.generation;
+    let snapshots = Arc::new(ArcSwap::from_pointee(snap));
+
+    let ports = [appliance.port_a.as_str(), appliance.port_b.as_str()];
+    for port in ports {
+        if let Some(id) = xdp::detach_any(port).map_err(|e| setup(e.to_string()))? {
+            log(format!(
+                "{port}: removed XDP program {id} left attached (by a previous run?)"
+            ));
+        }
+    }
+    let mut promiscuous = Promiscuous(Vec::new());
+    for port in ports {
+        let was =
+            xdp::set_promiscuous(port, true).map_err(|e| setup(format!("{port}: promiscuous mode: {e}")))?;
+        promiscuous.0.push((port.to_owned(), was));
+    }
+
+    let port_opts = PortOptions {
+        xdp: match appliance.xdp_mode {
+            XdpModeSetting::Auto => XdpMode::Auto,
+            XdpModeSetting::Native => XdpMode::Native,
+            XdpModeSetting::Generic => XdpMode::Generic,
+        },
+        bind: match appliance.bind_mode {
+            BindModeSetting::Auto => BindMode::Auto,
+            BindModeSetting::ZeroCopy => BindMode::ZeroCopy,
+            BindModeSetting::Copy => BindMode::Copy,
+        },
+        busy_poll: appliance.busy_poll,
+        ring_size: appliance.ring_size,
+    };
+    let available = core_affinity::get_core_ids().map_or(1, |c| c.len() as u32);
+    let cores = appliance.worker_cores(available);
+    let capacity = usize::try_from(config.settings.flow_table_capacity).unwrap_or(usize::MAX);
+    let mut specs = Vec::new();
+    let mut counters: Vec<Arc<Counters>> = Vec::new();
+    let mut port_lines = Vec::new();
+    for (queue, core) in cores.iter().enumerate() {
+        let io = Io::open(&ports, queue as u32, umem_frames(&appliance), &port_opts)
+            .map_err(|e| setup(e.to_string()))?;
+        port_lines.extend(io.ports().iter().map(|p| p.info().to_string()));
+        let worker = Worker::new(WorkerConfig {
+            max_frame: appliance.max_frame(),
+            ..WorkerConfig::for_capacity(capacity)
+        });
+        counters.push(worker.counters());
+        specs.push(WorkerSpec {
+            io,
+            stage: Policy {
+                worker,
+                snapshots: Arc::clone(&snapshots),
+            },
+            core: Some(*core as usize),
+        });
+    }
+
+    let summary = Summary::of(&config.model);
+    println!("rampart {} running", env!("CARGO_PKG_VERSION"));
+    println!("  config      {origin}");
+    println!("  port A      {}   port B {}", appliance.port_a, appliance.port_b);
+    for line in &port_lines {
+        println!("  socket      {line}");
+    }
+    println!(
+        "  workers     {} on cores {:?}, idle {}, ring {} descriptors, mtu {}",
+        appliance.workers,
+        cores,
+        match appliance.idle {
+            IdleSetting::Busy => "busy",
+            IdleSetting::Adaptive => "adaptive",
+        },
+        appliance.ring_size,
+        appliance.mtu
+    );
+    println!(
+        "  policy      {summary}; {} group sets; snapshot generation {generation} compiled in {:.2} ms",
+        stats.group_sets,
+        compile_time.as_secs_f64() * 1e3
+    );
+    println!("  flows       {capacity} per worker");
+    println!("stop with SIGINT or SIGTERM; SIGHUP re-reads {origin}");
+
+    let idle = match appliance.idle {
+        IdleSetting::Busy => Idle::Busy,
+        IdleSetting::Adaptive => Idle::Adaptive,
+    };
+    let engine = Engine::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
+
+    let control_stop = Arc::new(AtomicBool::new(false));
+    let control = {
+        let control_stop = Arc::clone(&control_stop);
+        let snapshots = Arc::clone(&snapshots);
+        let counters = counters.clone();
+        let path = opts.config.clone();
+        let interval = opts.stats_interval;
+        thread::Builder::new()
+            .name("rampart-control".into())
+            .spawn(move || {
+                control_loop(
+                    &path,
+                    config,
+                    compiler,
+                    &snapshots,
+                    &counters,
+                    &hup,
+                    &control_stop,
+                    interval,
+                )
+            })
+            .map_err(|e| setup(format!("starting the control thread: {e}")))?
+    };
+
+    let exits = engine.wait(&term);
+    control_stop.store(true, Ordering::Relaxed);
+    let config = control
+        .join()
+        .map_err(|_| RunError::Failed("the control thread panicked".into()))?;
+    drop(promiscuous);
+
+    let totals = Totals::sum(counters.iter().map(|c| &**c));
+    println!("rampart stopped; counters:");
+    print!("{}", render(&config, &totals));
+    let mut failures = Vec::new();
+    for exit in exits {
+        match exit.result {
+            Err(panic) => failures.push(format!("worker {} panicked: {panic}", exit.index)),
+            Ok((report, _)) if !report.whole() => {
+                failures.push(format!(
+                    "worker {}: frame pool not whole at exit: {report:?}",
+                    exit.index
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    for port in ports {
+        if let Some((id, mode)) = xdp::attached_program(port) {
+            failures.push(format!(
+                "{port}: XDP program {id} ({mode}) still attached after stop"
+            ));
+        }
+    }
+    if failures.is_empty() {
+        if !term.load(Ordering::Relaxed) {
+            return Err(RunError::Failed("the workers stopped without a signal".into()));
+        }
+        Ok(())
+    } else {
+        Err(RunError::Failed(failures.join("; ")))
+    }
+}
+
+/// What can be checked before any interface is touched.
+fn check_machine(appliance: &Appliance, origin: &str) -> Result<(), RunError> {
+    for (field, port) in [("port_a", &appliance.port_a), ("port_b", &appliance.port_b)] {
+        if xdp::if_index(port).is_none() {
+            return Err(setup(format!(
+                "{origin}: appliance.{field}: no interface named {port:?} here"
+            )));
+        }
+        let queues = xdp::rx_queues(port);
+        if queues < appliance.workers {
+            return Err(setup(format!(
+                "{origin}: appliance.workers: {} workers need {} receive queues, but {field} {port} has {queues}",
+                appliance.workers, appliance.workers
+            )));
+        }
+    }
+    let available = core_affinity::get_core_ids().map_or(1, |c| c.len() as u32);
+    for core in appliance.worker_cores(available) {
+        if core >= available {
+            return Err(setup(format!(
+                "{origin}: appliance.cores: core {core} does not exist (this machine has {available})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The control thread: re-reads the config on SIGHUP (an invalid file is
+/// logged and the running model kept), prints counters every `interval`.
+/// Returns the configuration in force when it stops.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the thread's whole state, moved in once"
+)]
+fn control_loop(
+    path: &Path,
+    mut config: Config,
+    mut compiler: Compiler,
+    snapshots: &ArcSwap<Snapshot>,
+    counters: &[Arc<Counters>],
+    hup: &AtomicBool,
+    stop: &AtomicBool,
+    interval: Option<Duration>,
+) -> Config {
+    let mut last_print = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(Duration::from_millis(20));
+        if hup.swap(false, Ordering::Relaxed) {
+            match Config::load(path) {
+                Err(e) => log(format!("reload refused, running model kept: {e}")),
+                Ok(new) => {
+                    if new.appliance != config.appliance {
+                        log("reload: [appliance] changes take effect at the next start");
+                    }
+                    let started = Instant::now();
+                    let (snap, stats) = compiler.compile(&new.model, &new.settings);
+                    let generation = snap.generation;
+                    snapshots.store(Arc::new(snap));
+                    log(format!(
+                        "reloaded {}: {}; snapshot generation {generation} ({} of {} group sets rebuilt) in {:.1} ms",
+                        path.display(),
+                        Summary::of(&new.model),
+                        stats.rebuilt,
+                        stats.group_sets,
+                        started.elapsed().as_secs_f64() * 1e3
+                    ));
+                    config = Config {
+                        appliance: config.appliance.clone(),
+                        ..new
+                    };
+                }
+            }
+        }
+        if let Some(every) = interval {
+            if last_print.elapsed() >= every {
+                last_print = Instant::now();
+                log(one_line(&Totals::sum(counters.iter().map(|c| &**c))));
+            }
+        }
+    }
+    config
+}
+
+/// The periodic counter line.
+fn one_line(t: &Totals) -> String {
+    let mut s = String::new();
+    for (name, p) in [("A", &t.ports[0]), ("B", &t.ports[1])] {
+        let _ = write!(
+            s,
+            "{name}: rx {} fwd {} drop {}; ",
+            p.rx_packets, p.forwarded_packets, p.dropped_packets
+        );
+    }
+    let _ = write!(
+        s,
+        "flows {} active, {} created; generation {}",
+        t.flows_active, t.flows_created, t.generation
+    );
+    s
+}
