@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use rampart_control::appliance::Appliance;
 use rampart_control::config::{Config, Summary};
 use rampart_control::settings::{QuotaSettings, Settings};
 
@@ -66,8 +67,10 @@ fn full_example_sets_every_setting_and_quota_to_its_default() {
     let mut in_file = Vec::new();
     leaf_keys(file["settings"].as_table().unwrap(), "", &mut in_file);
     leaf_keys(file["quotas"].as_table().unwrap(), "", &mut in_file);
+    leaf_keys(file["appliance"].as_table().unwrap(), "", &mut in_file);
     let mut known = keys_of(&Settings::default());
     known.extend(keys_of(&QuotaSettings::default()));
+    known.extend(keys_of(&example_appliance()));
     known.sort();
     in_file.sort();
     assert_eq!(
@@ -79,6 +82,17 @@ fn full_example_sets_every_setting_and_quota_to_its_default() {
     let config = Config::load(&root().join("docs/examples/full.toml")).unwrap();
     assert_eq!(config.settings, Settings::default());
     assert_eq!(config.model.quotas(), rampart_control::model::Quotas::default());
+    assert_eq!(config.appliance, Some(example_appliance()));
+}
+
+/// The appliance table of full.toml: defaults, plus example ports and cores.
+fn example_appliance() -> Appliance {
+    Appliance {
+        port_a: "eth1".into(),
+        port_b: "eth2".into(),
+        cores: Some(vec![1]),
+        ..Appliance::default()
+    }
 }
 
 #[test]
@@ -86,6 +100,7 @@ fn the_configuration_reference_documents_every_setting_and_quota() {
     let doc = std::fs::read_to_string(root().join("docs/config.md")).expect("docs/config.md exists");
     let mut known = keys_of(&Settings::default());
     known.extend(keys_of(&QuotaSettings::default()));
+    known.extend(keys_of(&example_appliance()));
     for key in known {
         let leaf = key.rsplit('.').next().unwrap();
         assert!(

@@ -168,3 +168,102 @@ impl Drop for Topology {
         }
     }
 }
+
+/// Runs `f` in namespace `ns` and returns its result. Sockets created there
+/// stay in that namespace wherever they are used afterwards.
+pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    Topology::within(ns, f).join().expect("thread in namespace")
+}
+
+/// A TCP service in namespace `ns` on `addr`: each connection gets `banner`
+/// (if not empty), then everything it sends is echoed back.
+pub fn serve_tcp(ns: &str, addr: &str, banner: &'static str) {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let listener =
+        in_ns(ns, move || std::net::TcpListener::bind(addr)).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            thread::spawn(move || {
+                if !banner.is_empty() && conn.write_all(banner.as_bytes()).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A UDP echo service in namespace `ns` on `addr`.
+pub fn serve_udp(ns: &str, addr: &str) {
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let socket =
+        in_ns(ns, move || std::net::UdpSocket::bind(addr)).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    });
+}
+
+/// A TCP connection from `src` (an address of namespace `ns`) to `dst`,
+/// or the error (a timeout when a firewall drops the SYN).
+pub fn connect(
+    ns: &str,
+    src: &str,
+    dst: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let src: std::net::SocketAddr = format!("{}:0", bracket(src)).parse().expect("source");
+    let dst: std::net::SocketAddr = dst.parse().expect("destination");
+    let socket = in_ns(ns, move || {
+        Socket::new(Domain::for_address(dst), Type::STREAM, None)
+    })?;
+    socket.bind(&src.into())?;
+    socket.connect_timeout(&dst.into(), timeout)?;
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+/// Sends one UDP datagram from `src` to `dst` and waits for the answer.
+pub fn udp_exchange(
+    ns: &str,
+    src: &str,
+    dst: &str,
+    msg: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<Vec<u8>> {
+    let src = format!("{}:0", bracket(src));
+    let socket = in_ns(ns, move || std::net::UdpSocket::bind(src))?;
+    socket.set_read_timeout(Some(timeout))?;
+    socket.send_to(msg, dst)?;
+    let mut buf = [0u8; 2048];
+    let (n, _) = socket.recv_from(&mut buf)?;
+    Ok(buf[..n].to_vec())
+}
+
+fn bracket(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_owned()
+    }
+}
+
+/// Whether one ping from namespace `ns` to `dst` is answered within a second.
+pub fn ping(ns: &str, dst: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", dst])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
