@@ -81,3 +81,69 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
         topo.xdp_programs()
     );
 }
+
+/// A stage that fails on its first frame, as a bug in a worker would.
+struct Panics;
+
+impl rampart_dataplane::engine::Stage for Panics {
+    fn process(
+        &mut self,
+        _: u64,
+        _: rampart_dataplane::worker::Side,
+        _: &[&[u8]],
+        _: &mut [rampart_dataplane::worker::Action],
+    ) {
+        panic!("injected worker failure");
+    }
+}
+
+#[test]
+fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
+    use rampart_dataplane::engine::{Engine, WorkerSpec};
+    if !support::netns::available() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let topo = Topology::new("panic");
+    topo.address(&topo.client, "198.18.0.1/24");
+    topo.address(&topo.server, "198.18.0.2/24");
+    // Opened and started from inside the appliance's namespace, as the daemon
+    // is: the worker thread inherits it, and detaching (by interface index)
+    // on the way out must happen there.
+    let engine = support::netns::in_ns(&topo.fw, || {
+        let io = Io::open(&[PORT_A, PORT_B], 0, 4096, &PortOptions::default()).expect("AF_XDP sockets");
+        let spec = WorkerSpec {
+            io,
+            stage: Panics,
+            core: None,
+        };
+        Engine::start(vec![spec], Idle::Adaptive).expect("start")
+    });
+    assert!(!topo.xdp_programs().is_empty(), "programs attached while running");
+    // The first frame (an ARP request or the ping) makes the worker panic.
+    let _ = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.client,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "198.18.0.2",
+        ])
+        .output();
+    let never = AtomicBool::new(false);
+    let exits = engine.wait(&never);
+    assert_eq!(exits.len(), 1);
+    match &exits[0].result {
+        Err(msg) => assert!(msg.contains("injected worker failure"), "{msg}"),
+        Ok(_) => panic!("the worker should have panicked"),
+    }
+    assert!(
+        topo.xdp_programs().is_empty(),
+        "XDP left attached: {}",
+        topo.xdp_programs()
+    );
+}

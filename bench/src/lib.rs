@@ -4,6 +4,9 @@
 //!   scan measured in the same run as the baseline (`rampart-bench classify`).
 //! - [`pipeline`]: the per-packet path in memory: established-flow and
 //!   new-flow rates against the parse-only ceiling (`rampart-bench pipeline`).
+//! - [`forward`]: end-to-end AF_XDP forwarding on veth in namespaces, rampart
+//!   next to a pass-through forwarder measured in the same run
+//!   (`rampart-bench forward`, root).
 //! - [`update`]: how fast one rule change is compiled into the next snapshot,
 //!   beside a full compilation (`rampart-bench update`).
 //!
@@ -14,5 +17,6 @@
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod forward;
 pub mod pipeline;
 pub mod update;

@@ -54,6 +54,15 @@ pub trait Stage {
     fn idle(&mut self, _now: u64) {}
 }
 
+impl<S: Stage + ?Sized> Stage for Box<S> {
+    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+        (**self).process(now, from, frames, out);
+    }
+    fn idle(&mut self, now: u64) {
+        (**self).idle(now);
+    }
+}
+
 /// The security-group pipeline: a [`Worker`] deciding each burst against the
 /// snapshot current when the burst arrived.
 #[derive(Debug)]
@@ -271,7 +280,7 @@ impl<S: Stage + Send + 'static> Engine<S> {
             .enumerate()
             .map(|(index, h)| WorkerExit {
                 index,
-                result: h.join().map_err(|panic| panic_message(&panic)),
+                result: h.join().map_err(|panic| panic_message(&*panic)),
             })
             .collect()
     }

@@ -27,7 +27,9 @@ use std::os::fd::AsRawFd;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags,
 };
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+/// A UMEM frame descriptor (address and length), as the rings carry it.
+pub use xsk_rs::FrameDesc;
+use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
 
 use crate::worker::BATCH;
 
@@ -310,6 +312,11 @@ impl PoolReport {
 }
 
 /// A worker's UMEM, its free frames and its ports (index = bridge side).
+///
+/// Drop it in the network namespace it was opened in: closing the last socket
+/// of an interface detaches the XDP program by interface index, which is
+/// resolved in the namespace of the thread that drops it. (A process that runs
+/// in one namespace, as `rampart run` does, needs no care.)
 pub struct Io {
     umem: Umem,
     free: Vec<FrameDesc>,
@@ -469,6 +476,23 @@ impl Io {
             let _ = port.tx.wakeup();
         }
         sent
+    }
+
+    /// Takes a free frame for the worker to fill and transmit (a generator's
+    /// path), with `bytes` written into it; `None` when none is free.
+    pub fn alloc(&mut self, bytes: &[u8]) -> Option<FrameDesc> {
+        use std::io::Write;
+        let mut desc = self.free.pop()?;
+        // SAFETY: the frame came off the free list, so the worker alone holds it.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let mut cursor = data.cursor();
+        cursor.set_pos(0);
+        if cursor.write_all(bytes).is_err() {
+            self.free.push(desc);
+            return None;
+        }
+        self.owner[Self::index(&desc)] = Owner::Worker;
+        Some(desc)
     }
 
     /// Gives frames the worker holds back to the free list (dropped frames).
@@ -632,8 +656,22 @@ fn open_socket(
                 .xdp_flags(xdp_flags)
                 .bind_flags(bind_flags | BindFlags::XDP_USE_NEED_WAKEUP)
                 .build();
-            // SAFETY: the UMEM outlives the socket (the socket keeps a handle on it).
-            match unsafe { Socket::new(config, umem, &iface, queue) } {
+            // A queue released by a socket closed a moment ago stays busy until
+            // the kernel's deferred cleanup has run: retry EBUSY for a second.
+            let mut attempt = 0;
+            let created = loop {
+                // SAFETY: the UMEM outlives the socket (the socket keeps a handle on it).
+                let r = unsafe { Socket::new(config, umem, &iface, queue) };
+                let busy = matches!(&r, Err(e) if std::error::Error::source(e)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .and_then(io::Error::raw_os_error) == Some(libc::EBUSY));
+                if !busy || attempt == 20 {
+                    break r;
+                }
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            match created {
                 Ok((tx, rx, Some((fill, comp)))) => {
                     let fd = rx.fd().as_raw_fd();
                     let busy_poll = opts.busy_poll && set_busy_poll(fd);

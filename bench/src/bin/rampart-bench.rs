@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
-use rampart_bench::{pipeline, update};
+use rampart_bench::{forward, pipeline, update};
 use rampart_dataplane::classify::classbench;
 
 #[derive(Debug, Parser)]
@@ -55,6 +55,20 @@ enum Command {
         /// Connections opened in the new-flow run. Default 1000000.
         #[arg(long, default_value_t = 1_000_000)]
         new_flows: usize,
+        #[command(flatten)]
+        timing: Timing,
+        /// Print one JSON object per result instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End-to-end forwarding through AF_XDP on veth in namespaces (root): the
+    /// rampart worker (policy and connection tracking) beside a pass-through
+    /// AF_XDP forwarder, alternately, same topology, same 64-byte UDP traffic;
+    /// delivered rate at the sink and the ratio rampart / ceiling.
+    Forward {
+        /// UDP flows in the traffic (1-60000). Default 1000.
+        #[arg(long, default_value_t = 1000)]
+        flows: usize,
         #[command(flatten)]
         timing: Timing,
         /// Print one JSON object per result instead of the table.
@@ -173,6 +187,18 @@ fn run(cli: Cli) -> Result<()> {
                         r.table_bytes_per_flow
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Forward { flows, timing, json } => {
+            let (reps, seconds) = timing.checked()?;
+            let reports = forward::run(forward::Plan { reps, seconds, flows })?;
+            if json {
+                for r in &reports {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", forward::render(&reports));
             }
             Ok(())
         }
