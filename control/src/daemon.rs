@@ -269,6 +269,16 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
 
 /// What can be checked before any interface is touched.
 fn check_machine(appliance: &Appliance, origin: &str) -> Result<(), RunError> {
+    // Both directions of a connection must reach the same worker's table.
+    // With one queue per port that holds by construction; with several it
+    // needs symmetric RSS and a hand-off between workers, not built yet.
+    if appliance.workers > 1 {
+        return Err(setup(format!(
+            "{origin}: appliance.workers: {} workers are not supported yet (the hand-off that keeps both \
+             directions of a connection on one worker is missing); use 1",
+            appliance.workers
+        )));
+    }
     for (field, port) in [("port_a", &appliance.port_a), ("port_b", &appliance.port_b)] {
         if xdp::if_index(port).is_none() {
             return Err(setup(format!(
