@@ -612,3 +612,22 @@ fn a_batch_that_closes_and_reopens_a_connection() {
     let c = h.worker.counters();
     assert_eq!((c.flows_created.get(), c.flows_expired.get()), (3, 0));
 }
+
+#[test]
+fn frames_longer_than_the_ports_largest_are_dropped_as_oversize() {
+    let cfg = Config::parse(&config("revalidate", false), "test").expect("a valid configuration");
+    let (snap, _) = Compiler::new().compile(&cfg.model, &cfg.settings);
+    // A 1500-byte MTU: 1500 + 14 (Ethernet) + 8 (two VLAN tags).
+    let mut worker = Worker::new(WorkerConfig {
+        max_frame: 1522,
+        seed: Seed::fixed(7),
+        ..WorkerConfig::for_capacity(1024)
+    });
+    let fits = tcp(CLIENT, 40000, WEB, 80, SYN).payload(1522 - 54).build();
+    let over = tcp(CLIENT, 40001, WEB, 80, SYN).payload(1523 - 54).build();
+    assert_eq!((fits.len(), over.len()), (1522, 1523));
+    let mut out = [drop(DropReason::Denied); 2];
+    worker.process_batch(&snap, NANOS, Side::A, &[&fits, &over], &mut out);
+    assert_eq!(out, [TO_B, drop(DropReason::Oversize)]);
+    assert_eq!(worker.counters().drop_count(DropReason::Oversize), 1);
+}
