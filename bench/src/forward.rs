@@ -178,11 +178,6 @@ fn generate(io: &mut Io, frames: &[Vec<u8>], traffic: &Traffic, stop: &AtomicBoo
             next = (next + 1) % frames.len();
         }
         sent += io.transmit(0, &batch[..n]) as u64;
-        if n < BATCH {
-            // Frames wait on the TX ring for a send the kernel refused a moment
-            // ago (copy mode sends only when kicked): kick again.
-            io.kick();
-        }
         io.refill(1, BATCH);
         let got = io.receive(1, &mut rx);
         received += got as u64;

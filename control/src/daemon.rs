@@ -108,7 +108,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             "{origin}: no [appliance] table: `rampart run` needs port_a and port_b (see docs/config.md)"
         ))
     })?;
-    check_machine(&appliance, &origin)?;
+    let cores = check_machine(&appliance, &origin)?;
 
     let mut compiler = Compiler::new();
     let started = Instant::now();
@@ -146,8 +146,6 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         busy_poll: appliance.busy_poll,
         ring_size: appliance.ring_size,
     };
-    let available = core_affinity::get_core_ids().map_or(1, |c| c.len() as u32);
-    let cores = appliance.worker_cores(available);
     let capacity = usize::try_from(config.settings.flow_table_capacity).unwrap_or(usize::MAX);
     let mut specs = Vec::new();
     let mut counters: Vec<Arc<Counters>> = Vec::new();
@@ -238,18 +236,26 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     println!("rampart stopped; counters:");
     print!("{}", render(&config, &totals));
     let mut failures = Vec::new();
+    let (mut tx_ring_full, mut kernel_dropped) = (0, 0);
     for exit in exits {
         match exit.result {
             Err(panic) => failures.push(format!("worker {} panicked: {panic}", exit.index)),
-            Ok((report, _)) if !report.whole() => {
-                failures.push(format!(
-                    "worker {}: frame pool not whole at exit: {report:?}",
-                    exit.index
-                ));
+            Ok((report, _)) => {
+                tx_ring_full += report.tx_ring_full;
+                kernel_dropped += report.kernel_dropped;
+                if !report.whole() {
+                    failures.push(format!(
+                        "worker {}: frame pool not whole at exit: {report:?}",
+                        exit.index
+                    ));
+                }
             }
-            Ok(_) => {}
         }
     }
+    println!(
+        "rings: {kernel_dropped} frames dropped by the kernel before a worker saw them \
+         (RX ring full, no fill frame, too long); {tx_ring_full} forwarded frames dropped on a full TX ring"
+    );
     for port in ports {
         if let Some((id, mode)) = xdp::attached_program(port) {
             failures.push(format!(
@@ -267,8 +273,9 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     }
 }
 
-/// What can be checked before any interface is touched.
-fn check_machine(appliance: &Appliance, origin: &str) -> Result<(), RunError> {
+/// What can be checked before any interface is touched; returns the workers'
+/// cores.
+fn check_machine(appliance: &Appliance, origin: &str) -> Result<Vec<u32>, RunError> {
     // Both directions of a connection must reach the same worker's table.
     // With one queue per port that holds by construction; with several it
     // needs symmetric RSS and a hand-off between workers, not built yet.
@@ -294,14 +301,13 @@ fn check_machine(appliance: &Appliance, origin: &str) -> Result<(), RunError> {
         }
     }
     let available = core_affinity::get_core_ids().map_or(1, |c| c.len() as u32);
-    for core in appliance.worker_cores(available) {
-        if core >= available {
-            return Err(setup(format!(
-                "{origin}: appliance.cores: core {core} does not exist (this machine has {available})"
-            )));
-        }
+    let cores = appliance.worker_cores(available);
+    if let Some(core) = cores.iter().find(|c| **c >= available) {
+        return Err(setup(format!(
+            "{origin}: appliance.cores: core {core} does not exist (this machine has {available})"
+        )));
     }
-    Ok(())
+    Ok(cores)
 }
 
 /// The control thread: re-reads the config on SIGHUP (an invalid file is

@@ -256,11 +256,6 @@ impl<S: Stage + Send + 'static> Engine<S> {
         Ok(Engine { stop, handles, exits })
     }
 
-    /// The flag that stops every worker.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.stop)
-    }
-
     /// Waits until `term` is set or any worker ends (a panic, say), then stops
     /// every worker and joins them all. Their sockets close as they end, which
     /// detaches the XDP programs.

@@ -240,7 +240,7 @@ pub struct XskPort {
     /// Frames on the TX ring or sent but not yet completed.
     in_tx: u32,
     /// Frames dropped because the TX ring was full.
-    pub tx_ring_full: u64,
+    tx_ring_full: u64,
     fd: i32,
 }
 
@@ -262,10 +262,14 @@ impl XskPort {
     pub fn fd(&self) -> i32 {
         self.fd
     }
-    /// The kernel's counters of this socket (drops for want of fill frames or
-    /// RX ring room, invalid descriptors).
-    pub fn kernel_stats(&self) -> io::Result<xsk_rs::socket::XdpStatistics> {
-        self.rx.fd().xdp_statistics()
+    /// Asks the kernel to send what waits on the TX ring, when the ring says
+    /// it needs asking (copy mode always does).
+    fn kick(&mut self) {
+        if self.in_tx > 0 && self.tx.needs_wakeup() {
+            // Errors here are transient (ENOBUFS, EAGAIN, EBUSY) and are
+            // retried at the next kick; xsk-rs already ignores them.
+            let _ = self.tx.wakeup();
+        }
     }
 }
 
@@ -300,6 +304,11 @@ pub struct PoolReport {
     /// Frames on the free list twice (must be 0).
     pub duplicates: u32,
     pub audit: Audit,
+    /// Frames the worker forwarded that found the TX ring full (dropped).
+    pub tx_ring_full: u64,
+    /// Frames the kernel dropped before the worker saw them: RX ring full, no
+    /// fill frame, or too long for a frame (each socket's `XDP_STATISTICS`).
+    pub kernel_dropped: u64,
 }
 
 impl PoolReport {
@@ -346,9 +355,6 @@ impl Io {
     pub fn open(interfaces: &[&str], queue: u32, frames: u32, opts: &PortOptions) -> Result<Io, XdpError> {
         quiet_libraries();
         for name in interfaces {
-            if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
-                return Err(XdpError::BadName((*name).to_owned()));
-            }
             if if_index(name).is_none() {
                 return Err(XdpError::NoInterface((*name).to_owned()));
             }
@@ -382,10 +388,6 @@ impl Io {
 
     pub fn ports(&self) -> &[XskPort] {
         &self.ports
-    }
-
-    pub fn ports_mut(&mut self) -> &mut [XskPort] {
-        &mut self.ports
     }
 
     fn index(desc: &FrameDesc) -> usize {
@@ -446,12 +448,11 @@ impl Io {
     }
 
     /// Hands frames the worker holds to port `p`'s TX ring; frames that do not
-    /// fit go back to the free list (counted in `tx_ring_full`). Returns how
+    /// fit go back to the free list (counted, see [`PoolReport`]). Then asks
+    /// the kernel to send whatever waits on the ring, also when nothing new
+    /// fitted (a send it refused a moment ago leaves frames there). Returns how
     /// many were queued.
     pub fn transmit(&mut self, p: usize, descs: &[FrameDesc]) -> usize {
-        if descs.is_empty() {
-            return 0;
-        }
         let port = &mut self.ports[p];
         let room = port.tx.nb_free(descs.len() as u32) as usize;
         let n = room.min(descs.len());
@@ -470,11 +471,7 @@ impl Io {
             self.owner[Self::index(desc)] = Owner::Free;
             self.free.push(*desc);
         }
-        if sent > 0 && port.tx.needs_wakeup() {
-            // Errors here are transient (ENOBUFS, EAGAIN, EBUSY) and are
-            // retried at the next kick; xsk-rs already ignores them.
-            let _ = port.tx.wakeup();
-        }
+        port.kick();
         sent
     }
 
@@ -535,9 +532,7 @@ impl Io {
     /// when asked).
     pub fn kick(&mut self) {
         for port in &mut self.ports {
-            if port.in_tx > 0 && port.tx.needs_wakeup() {
-                let _ = port.tx.wakeup();
-            }
+            port.kick();
         }
     }
 
@@ -602,6 +597,13 @@ impl Io {
             in_tx: self.in_tx(),
             duplicates,
             audit: self.audit,
+            tx_ring_full: self.ports.iter().map(|p| p.tx_ring_full).sum(),
+            kernel_dropped: self
+                .ports
+                .iter()
+                .filter_map(|p| p.rx.fd().xdp_statistics().ok())
+                .map(|s| s.rx_dropped() + s.rx_ring_full())
+                .sum(),
         }
     }
 }
