@@ -74,7 +74,6 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
         "only {frames} of {SENT} frames reached the forwarder"
     );
     assert!(report.whole(), "pool not whole after {frames} frames: {report:?}");
-    assert_eq!(report.total, FRAMES);
     assert!(
         topo.xdp_programs().is_empty(),
         "XDP left attached: {}",

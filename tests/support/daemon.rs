@@ -10,6 +10,16 @@ use nix::unistd::Pid;
 /// The `rampart` binary built from control/src/main.rs for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart-under-test");
 
+/// Runs `rampart run -c config` in namespace `ns` to its end (for
+/// configurations it must refuse).
+pub fn run_to_end(ns: &str, config: &Path) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns, BIN, "run", "-c"])
+        .arg(config)
+        .output()
+        .expect("run rampart")
+}
+
 /// A running `rampart run`; killed (SIGKILL) if still running when dropped.
 #[derive(Debug)]
 pub struct Daemon {
