@@ -64,10 +64,10 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
         }
         sent
     });
-    assert_eq!(sender.join().expect("sender"), SENT);
+    assert_eq!(sender.join().expect("sender").expect("client namespace"), SENT);
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
-    let (infos, frames, report) = fw.join().expect("forwarder");
+    let (infos, frames, report) = fw.join().expect("forwarder").expect("appliance namespace");
     eprintln!("{infos:?} {frames} frames, {report:?}");
     assert!(
         frames >= SENT,

@@ -13,7 +13,6 @@
 //! forwarder thread runs in the middle, pinned to the other core. Needs root.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -30,6 +29,7 @@ use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
 use serde::Serialize;
 
 use crate::classify::median;
+use crate::netns::{spawn_in, veth, Namespaces};
 
 /// The policy the rampart run enforces: the sink is a protected interface
 /// whose group admits the benchmark's UDP port from the generator's network,
@@ -84,71 +84,24 @@ pub struct Plan {
     pub flows: usize,
 }
 
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip").args(args).output().context("running ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// The two namespaces, removed when dropped.
+/// The two namespaces and links.
 struct Topology {
-    gen: String,
-    fw: String,
+    ns: Namespaces,
 }
 
 impl Topology {
     fn new() -> Result<Topology> {
-        let p = format!("rbench{}", std::process::id() % 100_000);
-        let t = Topology {
-            gen: format!("{p}-gen"),
-            fw: format!("{p}-fw"),
-        };
-        for ns in [&t.gen, &t.fw] {
-            ip(&["netns", "add", ns]).context("creating namespaces (root needed)")?;
-        }
-        ip(&[
-            "-n", &t.gen, "link", "add", "g0", "type", "veth", "peer", "name", "a0", "netns", &t.fw,
-        ])?;
-        ip(&[
-            "-n", &t.gen, "link", "add", "g1", "type", "veth", "peer", "name", "b0", "netns", &t.fw,
-        ])?;
-        for (ns, dev) in [(&t.gen, "g0"), (&t.gen, "g1"), (&t.fw, "a0"), (&t.fw, "b0")] {
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        Ok(t)
+        let ns = Namespaces::create(&format!("rbench{}", std::process::id() % 100_000), &["gen", "fw"])?;
+        veth(ns.get("gen"), "g0", None, ns.get("fw"), "a0")?;
+        veth(ns.get("gen"), "g1", None, ns.get("fw"), "b0")?;
+        Ok(Topology { ns })
     }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.gen, &self.fw] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+    fn gen(&self) -> &str {
+        self.ns.get("gen")
     }
-}
-
-/// Runs `f` in a thread that joined namespace `ns` (and, if given, pinned to `core`).
-fn spawn_in<T: Send + 'static>(
-    ns: &str,
-    core: Option<usize>,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> thread::JoinHandle<Result<T>> {
-    let path = format!("/run/netns/{ns}");
-    thread::spawn(move || {
-        let file = std::fs::File::open(&path).with_context(|| path.clone())?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns {path}"))?;
-        if let Some(core) = core {
-            core_affinity::set_for_current(core_affinity::CoreId { id: core });
-        }
-        f()
-    })
+    fn fw(&self) -> &str {
+        self.ns.get("fw")
+    }
 }
 
 /// The generator's counters.
@@ -240,7 +193,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
     let gen_stop = Arc::new(AtomicBool::new(false));
     let generator = {
         let (traffic, stop, frames) = (Arc::clone(&traffic), Arc::clone(&gen_stop), frames(plan.flows));
-        spawn_in(&topo.gen, gen_core, move || {
+        spawn_in(topo.gen(), gen_core, move || {
             let mut io = Io::open(&["g0", "g1"], 0, 8192, &opts)?;
             generate(&mut io, &frames, &traffic, &stop);
             Ok(())
@@ -256,7 +209,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
             let stage = stage_for(test, &policy);
             let forwarder = {
                 let stop = Arc::clone(&stop);
-                spawn_in(&topo.fw, fw_core, move || {
+                spawn_in(topo.fw(), fw_core, move || {
                     let mut io = Io::open(&["a0", "b0"], 0, 8192, &opts)?;
                     let info = io.ports()[0].info().clone();
                     let mut stage = stage;

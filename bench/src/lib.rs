@@ -7,6 +7,8 @@
 //! - [`forward`]: end-to-end AF_XDP forwarding on veth in namespaces, rampart
 //!   next to a pass-through forwarder measured in the same run
 //!   (`rampart-bench forward`, root).
+//! - [`netns`]: namespaces and veth pairs, shared by `forward` and the
+//!   namespace tests.
 //! - [`update`]: how fast one rule change is compiled into the next snapshot,
 //!   beside a full compilation (`rampart-bench update`).
 //!
@@ -18,5 +20,6 @@
 
 pub mod classify;
 pub mod forward;
+pub mod netns;
 pub mod pipeline;
 pub mod update;

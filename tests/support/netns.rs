@@ -11,11 +11,10 @@
 //! removed when the [`Topology`] is dropped. Only 198.18.0.0/15 and
 //! 2001:db8::/32 addresses are used.
 
-use std::fs::File;
 use std::process::{Command, Output};
 use std::thread;
 
-use nix::sched::{setns, CloneFlags};
+use rampart_bench::netns::{spawn_in, veth, Namespaces};
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(cmd: &[&str]) -> Output {
@@ -39,12 +38,13 @@ pub fn available() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The three namespaces and the two veth pairs.
+/// The three namespaces and the two veth pairs (removed when dropped).
 #[derive(Debug)]
 pub struct Topology {
     pub client: String,
     pub fw: String,
     pub server: String,
+    _ns: Namespaces,
 }
 
 /// The appliance's ports in the `fw` namespace.
@@ -55,68 +55,15 @@ impl Topology {
     /// Creates the namespaces and links. `tag` names the test (at most 6 chars).
     pub fn new(tag: &str) -> Topology {
         let prefix = format!("rpt{}-{tag}", std::process::id() % 100_000);
-        let t = Topology {
-            client: format!("{prefix}-c"),
-            fw: format!("{prefix}-fw"),
-            server: format!("{prefix}-s"),
-        };
-        for ns in [&t.client, &t.fw, &t.server] {
-            // A namespace left by a killed earlier run with the same pid.
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            run(&["ip", "netns", "add", ns]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        let ns = Namespaces::create(&prefix, &["c", "fw", "s"]).expect("namespaces");
+        veth(ns.get("c"), "c0", Some("02:00:00:00:0a:01"), ns.get("fw"), PORT_A).expect("client link");
+        veth(ns.get("s"), "s0", Some("02:00:00:00:0b:01"), ns.get("fw"), PORT_B).expect("server link");
+        Topology {
+            client: ns.get("c").to_owned(),
+            fw: ns.get("fw").to_owned(),
+            server: ns.get("s").to_owned(),
+            _ns: ns,
         }
-        run(&[
-            "ip",
-            "-n",
-            &t.client,
-            "link",
-            "add",
-            "c0",
-            "address",
-            "02:00:00:00:0a:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PORT_A,
-            "netns",
-            &t.fw,
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            &t.server,
-            "link",
-            "add",
-            "s0",
-            "address",
-            "02:00:00:00:0b:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PORT_B,
-            "netns",
-            &t.fw,
-        ]);
-        for (ns, dev) in [
-            (&t.client, "c0"),
-            (&t.server, "s0"),
-            (&t.fw, PORT_A),
-            (&t.fw, PORT_B),
-        ] {
-            // Offloads hand XDP frames larger than the MTU (GSO, GRO) or with
-            // checksums left to hardware; turn them off as a real deployment does.
-            let _ = Command::new("ip")
-                .args([
-                    "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
-                    "tx", "off", "rx", "off",
-                ])
-                .output();
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        t
     }
 
     /// Adds an address (with prefix length) to the client's or server's link.
@@ -129,17 +76,13 @@ impl Topology {
         run(&cmd);
     }
 
-    /// Runs `f` in a thread that has joined namespace `ns`.
+    /// Runs `f` in a thread that has joined namespace `ns`; the handle's
+    /// result is an error only if joining the namespace failed.
     pub fn within<T: Send + 'static>(
         ns: &str,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> thread::JoinHandle<T> {
-        let path = format!("/run/netns/{ns}");
-        thread::spawn(move || {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
-            f()
-        })
+    ) -> thread::JoinHandle<anyhow::Result<T>> {
+        spawn_in(ns, None, move || Ok(f()))
     }
 
     /// The XDP programs attached to the appliance's ports (empty when none).
@@ -153,18 +96,13 @@ impl Topology {
     }
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.client, &self.fw, &self.server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
 /// Runs `f` in namespace `ns` and returns its result. Sockets created there
 /// stay in that namespace wherever they are used afterwards.
 pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    Topology::within(ns, f).join().expect("thread in namespace")
+    Topology::within(ns, f)
+        .join()
+        .expect("thread in namespace")
+        .expect("joining the namespace")
 }
 
 /// A TCP service in namespace `ns` on `addr`: each connection gets `banner`
