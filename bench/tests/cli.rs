@@ -119,3 +119,55 @@ fn update_json_reports_the_latency_beside_a_full_compile() {
         "only the changed group's sets: {r}"
     );
 }
+
+#[test]
+fn forward_reports_rampart_beside_the_ceiling_on_real_veth_traffic() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (namespaces, AF_XDP)");
+        return;
+    }
+    let args = [
+        "forward",
+        "--flows",
+        "100",
+        "--reps",
+        "1",
+        "--seconds",
+        "0.3",
+        "--json",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(
+        (rows[0]["test"].as_str(), rows[1]["test"].as_str()),
+        (Some("ceiling"), Some("rampart"))
+    );
+    for r in &rows {
+        assert_eq!(r["flows"], 100);
+        // Frames were generated, crossed the forwarder and were counted at the sink.
+        let (delivered, offered) = (
+            r["delivered_mpps"].as_f64().unwrap(),
+            r["offered_mpps"].as_f64().unwrap(),
+        );
+        assert!(delivered > 0.0 && delivered <= offered * 1.05, "{r}");
+        assert!(
+            matches!(r["xdp_mode"].as_str(), Some("native" | "generic")),
+            "{r}"
+        );
+    }
+    assert_eq!(rows[0]["of_ceiling"], 1.0);
+    let ratio = rows[1]["of_ceiling"].as_f64().unwrap();
+    let expected = rows[1]["delivered_mpps"].as_f64().unwrap() / rows[0]["delivered_mpps"].as_f64().unwrap();
+    assert!(
+        (ratio - expected).abs() < 1e-9,
+        "the ratio is rampart over ceiling: {ratio} vs {expected}"
+    );
+    let (code, _, stderr) = bench(&["forward", "--flows", "0"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--flows must be 1-60000"), "{stderr}");
+}
