@@ -372,18 +372,23 @@ impl Io {
             frames,
             reason: error_chain(&e),
         })?;
-        let mut ports = Vec::with_capacity(interfaces.len());
-        for name in interfaces {
-            ports.push(open_socket(&umem, name, queue, opts, ring)?);
-        }
-        Ok(Io {
-            umem,
+        let mut io = Io {
             owner: vec![Owner::Free; descs.len()],
             total: frames,
             free: descs,
-            ports,
+            ports: Vec::with_capacity(interfaces.len()),
             audit: Audit::default(),
-        })
+            umem,
+        };
+        for name in interfaces {
+            let port = open_socket(&io.umem, name, queue, opts, ring)?;
+            io.ports.push(port);
+            // The program steers frames to the socket from the moment it is
+            // created; give it fill frames at once, or the kernel drops the
+            // first arrivals for want of them.
+            io.refill(io.ports.len() - 1, 0);
+        }
+        Ok(io)
     }
 
     pub fn ports(&self) -> &[XskPort] {
