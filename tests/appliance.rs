@@ -79,11 +79,15 @@ const PORT_8080: &str = r#"{ direction = "ingress", protocol = "tcp", ports = "8
 
 /// The topology with its addresses and services.
 fn network(tag: &str) -> Option<Topology> {
+    network_with_queues(tag, 1)
+}
+
+fn network_with_queues(tag: &str, queues: u32) -> Option<Topology> {
     if !netns::available() {
         eprintln!("skipped: needs root and ip netns");
         return None;
     }
-    let t = Topology::new(tag);
+    let t = Topology::with_queues(tag, queues);
     for cidr in ["198.18.0.1/24", "198.18.0.10/24", "2001:db8::1/64"] {
         t.address(&t.client, cidr);
     }
@@ -189,6 +193,74 @@ fn security_groups_are_enforced_on_live_traffic() {
     );
     assert!(
         out.contains("db: ingress tcp port 3306 from group:app allow"),
+        "{out}"
+    );
+    assert!(
+        t.xdp_programs().is_empty(),
+        "XDP left attached: {}",
+        t.xdp_programs()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two workers on two queues: the kernel spreads each side's flows over both
+/// queues by its own hash, so about half the replies arrive on the queue of
+/// the worker that did not see the connection open. They must be passed to
+/// the owner: a SYN-ACK decided by the other worker is an invalid first
+/// packet and would be dropped.
+#[test]
+fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
+    let Some(t) = network_with_queues("mq", 2) else {
+        return;
+    };
+    let dir = state_dir("mq");
+    let two = config("revalidate", "").replace(
+        "port_b = \"b0\"\n",
+        "port_b = \"b0\"\nworkers = 2\ncores = [0, 1]\n",
+    );
+    let mut d = Daemon::start(&t.fw, &dir, &two);
+    assert!(d.stdout().contains("workers     2"), "{}", d.stdout());
+    let c = &t.client;
+    for i in 0..24 {
+        let (src, dst, want) = match i % 3 {
+            0 => ("198.18.0.1", "198.18.0.20:80", "web"),
+            1 => ("2001:db8::1", "[2001:db8::20]:80", "web6"),
+            _ => ("198.18.0.10", "198.18.0.30:3306", "db"),
+        };
+        let mut conn = connect(c, src, dst, OPEN).unwrap_or_else(|e| panic!("connection {i} to {dst}: {e}"));
+        assert_eq!(
+            banner(Ok(conn.try_clone().unwrap())),
+            Ok(want.to_owned()),
+            "connection {i}"
+        );
+        assert_eq!(echo(&mut conn, "ping"), Ok("ping".to_owned()), "connection {i}");
+    }
+    assert!(ping(c, "198.18.0.20") && ping(c, "2001:db8::20"), "pings");
+    assert!(
+        connect(c, "198.18.0.1", "198.18.0.20:22", BLOCKED).is_err(),
+        "ssh stays denied with two workers"
+    );
+    let status = d.stop(Signal::SIGTERM);
+    let out = d.stdout();
+    assert!(status.success(), "rampart exit {status:?}\n{out}\n{}", d.stderr());
+    let passed: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("handoff: worker "))
+        .map(|l| {
+            let n = l.split(" passed ").nth(1).and_then(|r| r.split(' ').next());
+            n.and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("handoff line: {l}"))
+        })
+        .collect();
+    assert_eq!(passed.len(), 2, "one handoff line per worker:\n{out}");
+    assert!(
+        passed.iter().sum::<u64>() > 0,
+        "no frame crossed between workers:\n{out}"
+    );
+    assert_eq!(
+        out.matches("dropped 0 on a full mailbox, 0 for want of a free frame")
+            .count(),
+        2,
         "{out}"
     );
     assert!(

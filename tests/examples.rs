@@ -109,3 +109,42 @@ fn the_configuration_reference_documents_every_setting_and_quota() {
         );
     }
 }
+
+/// `scripts/rss-symmetric.sh` programs the key, the fields and the table that
+/// the dataplane's owner function assumes (`handoff::RSS_KEY`, addresses only,
+/// an equal spread), and refuses a bad queue count.
+#[test]
+fn the_rss_script_programs_what_the_owner_function_assumes() {
+    use rampart_dataplane::handoff::RSS_KEY;
+    let script = root().join("scripts/rss-symmetric.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["--dry-run", "eth9", "2"])
+        .output()
+        .expect("run the script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key: Vec<String> = RSS_KEY.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        text.contains(&format!("+ ethtool -X eth9 hkey {} equal 2", key.join(":"))),
+        "{text}"
+    );
+    assert!(text.contains("+ ethtool -L eth9 combined 2"), "{text}");
+    for flow in ["tcp4", "udp4", "tcp6", "udp6"] {
+        assert!(
+            text.contains(&format!("+ ethtool -N eth9 rx-flow-hash {flow} sd\n")),
+            "{text}"
+        );
+    }
+    let bad = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["--dry-run", "eth9", "0"])
+        .output()
+        .expect("run the script");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("QUEUES must be 1-64"));
+}

@@ -69,11 +69,31 @@ impl Drop for Namespaces {
 /// GSO, GRO) or without checksums (TX/RX checksum offload) turned off, as on a
 /// real deployment.
 pub fn veth(ns_a: &str, a: &str, mac_a: Option<&str>, ns_b: &str, b: &str) -> Result<()> {
+    veth_queues(ns_a, a, mac_a, ns_b, b, 1)
+}
+
+/// [`veth`] with `queues` receive and transmit queues on both ends (the
+/// sender's flow hash picks the queue a frame arrives on at the peer).
+pub fn veth_queues(ns_a: &str, a: &str, mac_a: Option<&str>, ns_b: &str, b: &str, queues: u32) -> Result<()> {
+    let q = queues.to_string();
     let mut args = vec!["-n", ns_a, "link", "add", a];
     if let Some(mac) = mac_a {
         args.extend(["address", mac]);
     }
-    args.extend(["type", "veth", "peer", "name", b, "netns", ns_b]);
+    args.extend(["numtxqueues", &q, "numrxqueues", &q]);
+    args.extend([
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "netns",
+        ns_b,
+    ]);
     ip(&args)?;
     for (ns, dev) in [(ns_a, a), (ns_b, b)] {
         // Best effort: ethtool may be missing, and veth accepts these anyway.

@@ -4,6 +4,9 @@
 //! worker's end; the control thread owns the model and the snapshot compiler
 //! and publishes snapshots through an `ArcSwap` (SIGHUP re-reads the config
 //! file); one worker thread per queue polls the AF_XDP sockets of both ports.
+//! With several workers, a frame that arrives on a queue whose worker does not
+//! own its flow is passed to the owner (`rampart_dataplane::handoff`), so both
+//! directions of a connection meet one connection table.
 //! Workers never wait for the control thread: they load the current snapshot
 //! once per burst.
 //!
@@ -22,12 +25,16 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rampart_dataplane::engine::{Engine, Idle, Policy, WorkerSpec};
+use rampart_dataplane::handoff::Handoff;
 use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
 use rampart_dataplane::xdp::{self, BindMode, Io, PortOptions, XdpMode};
 
 use crate::appliance::{Appliance, BindModeSetting, IdleSetting, XdpModeSetting};
+
+/// Parcels in each worker's hand-off mailbox (2 KiB each).
+const HANDOFF_DEPTH: usize = 4096;
 use crate::compile::Compiler;
 use crate::config::{Config, ConfigError, Summary};
 use crate::replay::render;
@@ -150,6 +157,13 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let mut specs = Vec::new();
     let mut counters: Vec<Arc<Counters>> = Vec::new();
     let mut port_lines = Vec::new();
+    let (mut handoffs, handoff_view) = if cores.len() > 1 {
+        let (ends, view) = Handoff::group(cores.len(), HANDOFF_DEPTH)
+            .map_err(|e| setup(format!("creating the hand-off between workers: {e}")))?;
+        (ends.into_iter().map(Some).collect(), Some(view))
+    } else {
+        (vec![None], None)
+    };
     for (queue, core) in cores.iter().enumerate() {
         let io = Io::open(&ports, queue as u32, umem_frames(&appliance), &port_opts)
             .map_err(|e| setup(e.to_string()))?;
@@ -166,6 +180,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
                 snapshots: Arc::clone(&snapshots),
             },
             core: Some(*core as usize),
+            handoff: handoffs[queue].take(),
         });
     }
 
@@ -256,6 +271,15 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         "rings: {kernel_dropped} frames dropped by the kernel before a worker saw them \
          (RX ring full, no fill frame, too long); {tx_ring_full} forwarded frames dropped on a full TX ring"
     );
+    if let Some(view) = &handoff_view {
+        for (i, h) in view.stats().iter().enumerate() {
+            println!(
+                "handoff: worker {i} passed {} frames to their owners and decided {} passed to it; \
+                 dropped {} on a full mailbox, {} for want of a free frame",
+                h.sent, h.received, h.mailbox_full, h.no_frame
+            );
+        }
+    }
     for port in ports {
         if let Some((id, mode)) = xdp::attached_program(port) {
             failures.push(format!(
@@ -276,16 +300,6 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
 /// What can be checked before any interface is touched; returns the workers'
 /// cores.
 fn check_machine(appliance: &Appliance, origin: &str) -> Result<Vec<u32>, RunError> {
-    // Both directions of a connection must reach the same worker's table.
-    // With one queue per port that holds by construction; with several it
-    // needs symmetric RSS and a hand-off between workers, not built yet.
-    if appliance.workers > 1 {
-        return Err(setup(format!(
-            "{origin}: appliance.workers: {} workers are not supported yet (the hand-off that keeps both \
-             directions of a connection on one worker is missing); use 1",
-            appliance.workers
-        )));
-    }
     for (field, port) in [("port_a", &appliance.port_a), ("port_b", &appliance.port_b)] {
         if xdp::if_index(port).is_none() {
             return Err(setup(format!(

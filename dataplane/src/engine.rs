@@ -3,7 +3,8 @@
 //! policy pipeline, or a plain pass-through for measuring the I/O ceiling), and
 //! loops: refill, receive a burst per port, decide it, hand forwarded frames to
 //! the other port's TX ring, return dropped ones to the free list, reap
-//! completions.
+//! completions. With several workers, frames whose flow another worker owns
+//! are passed to it first ([`crate::handoff`]).
 //!
 //! The snapshot is read through `arc-swap` once per burst ([`Policy`]), so a
 //! snapshot the control thread publishes is used from the next burst on.
@@ -21,6 +22,7 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 use xsk_rs::FrameDesc;
 
+use crate::handoff::Handoff;
 use crate::reason::DropReason;
 use crate::snapshot::Snapshot;
 use crate::worker::{Action, Side, Worker, BATCH};
@@ -103,53 +105,55 @@ const SIDES: [Side; 2] = [Side::A, Side::B];
 
 /// Runs the poll loop until `stop` is set, then waits (briefly) for frames
 /// still on TX rings and reports where every frame of the pool is.
-pub fn poll_loop<S: Stage>(io: &mut Io, stage: &mut S, idle: Idle, stop: &AtomicBool) -> PoolReport {
+///
+/// With a [`Handoff`] (several workers), frames whose flow another worker owns
+/// are passed to it instead of decided here, and frames passed to this worker
+/// are decided as if received on their port.
+pub fn poll_loop<S: Stage>(
+    io: &mut Io,
+    stage: &mut S,
+    idle: Idle,
+    stop: &AtomicBool,
+    mut handoff: Option<&mut Handoff>,
+) -> PoolReport {
     let clock = Instant::now();
     let now = || clock.elapsed().as_nanos() as u64;
     let mut descs = [FrameDesc::default(); BATCH];
-    let mut out = [Action::Drop(DropReason::Denied); BATCH];
-    let mut to = [[FrameDesc::default(); BATCH]; 2];
-    let mut dropped = [FrameDesc::default(); BATCH];
+    let mut scratch = Scratch::default();
     let mut idle_since: Option<u64> = None;
     let mut last_housekeeping = 0;
     while !stop.load(Ordering::Relaxed) {
         let mut received = 0;
         for (p, &side) in SIDES.iter().enumerate().take(io.ports().len()) {
             io.refill(p, 0);
-            let n = io.receive(p, &mut descs);
+            let mut n = io.receive(p, &mut descs);
             if n == 0 {
                 io.poke_rx(p);
                 continue;
             }
             received += n;
-            {
-                let frames: [&[u8]; BATCH] =
-                    std::array::from_fn(|i| if i < n { io.data(&descs[i]) } else { &[] });
-                stage.process(now(), side, &frames[..n], &mut out[..n]);
+            if let Some(h) = handoff.as_deref_mut() {
+                n = pass_on(io, h, side, &mut descs[..n]);
             }
+            decide(io, stage, now(), side, &descs[..n], &mut scratch);
+        }
+        if let Some(h) = handoff.as_deref_mut() {
+            let mut passed = [[FrameDesc::default(); BATCH]; 2];
             let mut counts = [0usize; 2];
-            let mut d = 0;
-            for (desc, action) in descs[..n].iter().zip(&out[..n]) {
-                match action {
-                    Action::Forward(to_side) => {
-                        let t = to_side.index();
-                        to[t][counts[t]] = *desc;
-                        counts[t] += 1;
-                    }
-                    Action::Drop(_) => {
-                        dropped[d] = *desc;
-                        d += 1;
-                    }
+            received += h.receive(|side, bytes| match io.alloc(bytes) {
+                Some(desc) => {
+                    let s = side.index();
+                    passed[s][counts[s]] = desc;
+                    counts[s] += 1;
+                    true
                 }
+                None => false,
+            });
+            for side in SIDES {
+                let s = side.index();
+                decide(io, stage, now(), side, &passed[s][..counts[s]], &mut scratch);
             }
-            io.release(&dropped[..d]);
-            for (t, count) in counts.iter().enumerate() {
-                if *count > 0 && t < io.ports().len() {
-                    io.transmit(t, &to[t][..*count]);
-                } else if *count > 0 {
-                    io.release(&to[t][..*count]);
-                }
-            }
+            h.flush();
         }
         io.reap();
         if received > 0 {
@@ -169,9 +173,17 @@ pub fn poll_loop<S: Stage>(io: &mut Io, stage: &mut S, idle: Idle, stop: &Atomic
                 let since = *idle_since.get_or_insert(t);
                 if t.saturating_sub(since) > ADAPTIVE_SPIN.as_nanos() as u64 {
                     stage.idle(t);
-                    // Sleep until a socket has a frame (or the timeout, to
-                    // look at `stop` and sweep again).
-                    io.wait(IDLE_WAIT_MS);
+                    // Sleep until a socket has a frame, another worker passes
+                    // one, or the timeout (to look at `stop` and sweep again).
+                    match handoff.as_deref() {
+                        Some(h) => {
+                            if h.may_sleep() {
+                                io.wait(IDLE_WAIT_MS, Some(h.wake_fd()));
+                                h.awake();
+                            }
+                        }
+                        None => io.wait(IDLE_WAIT_MS, None),
+                    }
                     idle_since = None;
                 }
             }
@@ -186,12 +198,95 @@ pub fn poll_loop<S: Stage>(io: &mut Io, stage: &mut S, idle: Idle, stop: &Atomic
     io.report()
 }
 
+/// Per-burst scratch space of [`decide`].
+struct Scratch {
+    out: [Action; BATCH],
+    to: [[FrameDesc; BATCH]; 2],
+    dropped: [FrameDesc; BATCH],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            out: [Action::Drop(DropReason::Denied); BATCH],
+            to: [[FrameDesc::default(); BATCH]; 2],
+            dropped: [FrameDesc::default(); BATCH],
+        }
+    }
+}
+
+/// Passes the frames of `descs` that another worker owns to it (their UMEM
+/// frames go back to the free list) and keeps the rest at the front of
+/// `descs`; returns how many are kept.
+fn pass_on(io: &mut Io, h: &mut Handoff, side: Side, descs: &mut [FrameDesc]) -> usize {
+    let mut kept = 0;
+    let mut gone = [FrameDesc::default(); BATCH];
+    let mut g = 0;
+    for i in 0..descs.len() {
+        let desc = descs[i];
+        let frame = io.data(&desc);
+        match h.elsewhere(frame) {
+            Some(owner) => {
+                // Passed or (mailbox full, counted) dropped: either way the
+                // frame is done with here.
+                h.send(owner, side, frame);
+                gone[g] = desc;
+                g += 1;
+            }
+            None => {
+                descs[kept] = desc;
+                kept += 1;
+            }
+        }
+    }
+    io.release(&gone[..g]);
+    kept
+}
+
+/// Decides the frames of `descs` (all from `side`), sends the forwarded ones
+/// to their port's TX ring and returns the dropped ones to the free list.
+fn decide<S: Stage>(io: &mut Io, stage: &mut S, now: u64, side: Side, descs: &[FrameDesc], s: &mut Scratch) {
+    let n = descs.len();
+    if n == 0 {
+        return;
+    }
+    {
+        let frames: [&[u8]; BATCH] = std::array::from_fn(|i| if i < n { io.data(&descs[i]) } else { &[] });
+        stage.process(now, side, &frames[..n], &mut s.out[..n]);
+    }
+    let mut counts = [0usize; 2];
+    let mut d = 0;
+    for (desc, action) in descs.iter().zip(&s.out[..n]) {
+        match action {
+            Action::Forward(to_side) => {
+                let t = to_side.index();
+                s.to[t][counts[t]] = *desc;
+                counts[t] += 1;
+            }
+            Action::Drop(_) => {
+                s.dropped[d] = *desc;
+                d += 1;
+            }
+        }
+    }
+    io.release(&s.dropped[..d]);
+    for (t, count) in counts.iter().enumerate() {
+        if *count > 0 && t < io.ports().len() {
+            io.transmit(t, &s.to[t][..*count]);
+        } else if *count > 0 {
+            io.release(&s.to[t][..*count]);
+        }
+    }
+}
+
 /// One worker to start: its sockets, its stage, and the core to pin it to.
 #[derive(Debug)]
 pub struct WorkerSpec<S> {
     pub io: Io,
     pub stage: S,
     pub core: Option<usize>,
+    /// This worker's end of the hand-off when there are several workers.
+    pub handoff: Option<Handoff>,
 }
 
 /// How a worker ended.
@@ -244,11 +339,12 @@ impl<S: Stage + Send + 'static> Engine<S> {
                         mut io,
                         mut stage,
                         core,
+                        mut handoff,
                     } = spec;
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core });
                     }
-                    let report = poll_loop(&mut io, &mut stage, idle, &stop);
+                    let report = poll_loop(&mut io, &mut stage, idle, &stop, handoff.as_mut());
                     (report, stage)
                 })?;
             handles.push(handle);

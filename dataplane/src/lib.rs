@@ -26,6 +26,7 @@
 pub mod classify;
 pub mod conntrack;
 pub mod engine;
+pub mod handoff;
 pub mod hugepage;
 pub mod port;
 pub mod reason;

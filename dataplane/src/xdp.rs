@@ -561,20 +561,30 @@ impl Io {
         }
     }
 
-    /// Sleeps until a port has received frames, or `timeout_ms` passes.
-    pub fn wait(&mut self, timeout_ms: i32) {
+    /// Sleeps until a port has received frames, `also` (if given) is
+    /// readable, or `timeout_ms` passes.
+    pub fn wait(&mut self, timeout_ms: i32, also: Option<std::os::fd::BorrowedFd<'_>>) {
+        use std::os::fd::AsRawFd;
         let mut fds = [libc::pollfd {
             fd: -1,
             events: 0,
             revents: 0,
-        }; 4];
-        let n = self.ports.len().min(fds.len());
+        }; 5];
+        let mut n = self.ports.len().min(fds.len() - 1);
         for (fd, port) in fds.iter_mut().zip(&self.ports) {
             *fd = libc::pollfd {
                 fd: port.fd,
                 events: libc::POLLIN,
                 revents: 0,
             };
+        }
+        if let Some(extra) = also {
+            fds[n] = libc::pollfd {
+                fd: extra.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            n += 1;
         }
         // SAFETY: `fds[..n]` is a valid array of pollfd for the call.
         unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };

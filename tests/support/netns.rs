@@ -14,7 +14,7 @@
 use std::process::{Command, Output};
 use std::thread;
 
-use rampart_bench::netns::{spawn_in, veth, Namespaces};
+use rampart_bench::netns::{spawn_in, veth_queues, Namespaces};
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(cmd: &[&str]) -> Output {
@@ -54,10 +54,31 @@ pub const PORT_B: &str = "b0";
 impl Topology {
     /// Creates the namespaces and links. `tag` names the test (at most 6 chars).
     pub fn new(tag: &str) -> Topology {
+        Topology::with_queues(tag, 1)
+    }
+
+    /// [`Topology::new`] with `queues` queues on every link.
+    pub fn with_queues(tag: &str, queues: u32) -> Topology {
         let prefix = format!("rpt{}-{tag}", std::process::id() % 100_000);
         let ns = Namespaces::create(&prefix, &["c", "fw", "s"]).expect("namespaces");
-        veth(ns.get("c"), "c0", Some("02:00:00:00:0a:01"), ns.get("fw"), PORT_A).expect("client link");
-        veth(ns.get("s"), "s0", Some("02:00:00:00:0b:01"), ns.get("fw"), PORT_B).expect("server link");
+        veth_queues(
+            ns.get("c"),
+            "c0",
+            Some("02:00:00:00:0a:01"),
+            ns.get("fw"),
+            PORT_A,
+            queues,
+        )
+        .expect("client link");
+        veth_queues(
+            ns.get("s"),
+            "s0",
+            Some("02:00:00:00:0b:01"),
+            ns.get("fw"),
+            PORT_B,
+            queues,
+        )
+        .expect("server link");
         Topology {
             client: ns.get("c").to_owned(),
             fw: ns.get("fw").to_owned(),
