@@ -34,7 +34,7 @@ use crate::netns::{spawn_in, veth, Namespaces};
 /// The policy the rampart run enforces: the sink is a protected interface
 /// whose group admits the benchmark's UDP port from the generator's network,
 /// among rules for other ports.
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [[vpc]]
 name = "bench"
 
@@ -85,21 +85,21 @@ pub struct Plan {
 }
 
 /// The two namespaces and links.
-struct Topology {
+pub(crate) struct Topology {
     ns: Namespaces,
 }
 
 impl Topology {
-    fn new() -> Result<Topology> {
+    pub(crate) fn new() -> Result<Topology> {
         let ns = Namespaces::create(&format!("rbench{}", std::process::id() % 100_000), &["gen", "fw"])?;
         veth(ns.get("gen"), "g0", None, ns.get("fw"), "a0")?;
         veth(ns.get("gen"), "g1", None, ns.get("fw"), "b0")?;
         Ok(Topology { ns })
     }
-    fn gen(&self) -> &str {
+    pub(crate) fn gen(&self) -> &str {
         self.ns.get("gen")
     }
-    fn fw(&self) -> &str {
+    pub(crate) fn fw(&self) -> &str {
         self.ns.get("fw")
     }
 }
@@ -160,7 +160,7 @@ fn frames(flows: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn stage_for(test: &str, policy: &Config) -> Box<dyn Stage + Send> {
+pub(crate) fn stage_for(test: &str, policy: &Config) -> Box<dyn Stage + Send> {
     if test == "ceiling" {
         return Box::new(Passthrough::default());
     }

@@ -9,6 +9,8 @@
 //!   (`rampart-bench forward`, root).
 //! - [`netns`]: namespaces and veth pairs, shared by `forward` and the
 //!   namespace tests.
+//! - [`wakeup`]: the adaptive idle policy's wake-up latency, next to a busy
+//!   worker in the same run (`rampart-bench wakeup`, root).
 //! - [`update`]: how fast one rule change is compiled into the next snapshot,
 //!   beside a full compilation (`rampart-bench update`).
 //!
@@ -23,3 +25,4 @@ pub mod forward;
 pub mod netns;
 pub mod pipeline;
 pub mod update;
+pub mod wakeup;

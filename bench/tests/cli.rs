@@ -171,3 +171,43 @@ fn forward_reports_rampart_beside_the_ceiling_on_real_veth_traffic() {
     assert_eq!(code, 1);
     assert!(stderr.contains("--flows must be 1-60000"), "{stderr}");
 }
+
+#[test]
+fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
+    let (code, _, stderr) = bench(&["wakeup", "--gap-us", "150"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--gap-us must exceed the adaptive spin"),
+        "{stderr}"
+    );
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (namespaces, AF_XDP)");
+        return;
+    }
+    let (code, stdout, stderr) = bench(&["wakeup", "--reps", "1", "--probes", "30", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(
+        (rows[0]["test"].as_str(), rows[1]["test"].as_str()),
+        (Some("busy"), Some("adaptive"))
+    );
+    for r in &rows {
+        // Every probe crossed the appliance and came back with its number.
+        assert_eq!(
+            (r["probes"].as_u64(), r["lost"].as_u64()),
+            (Some(30), Some(0)),
+            "{r}"
+        );
+        let (p50, p99, max) = (
+            r["p50_us"].as_f64().unwrap(),
+            r["p99_us"].as_f64().unwrap(),
+            r["max_us"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+    }
+    assert_eq!(rows[0]["wake_p50_us"], 0.0);
+}

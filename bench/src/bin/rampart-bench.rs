@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
-use rampart_bench::{forward, pipeline, update};
+use rampart_bench::{forward, pipeline, update, wakeup};
 use rampart_dataplane::classify::classbench;
 
 #[derive(Debug, Parser)]
@@ -71,6 +71,24 @@ enum Command {
         flows: usize,
         #[command(flatten)]
         timing: Timing,
+        /// Print one JSON object per result instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wake-up latency of `idle = adaptive` (root): single 64-byte probes
+    /// through the rampart worker on veth, spaced so that the worker sleeps
+    /// between them, beside the same probes through a busy-polling worker.
+    Wakeup {
+        /// Rounds of (busy, adaptive). Default 3.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Probes per run (after 20 warm-up probes). Default 300.
+        #[arg(long, default_value_t = 300)]
+        probes: usize,
+        /// Microseconds between probes; must exceed the adaptive spin (200).
+        /// Default 2000.
+        #[arg(long, default_value_t = 2000)]
+        gap_us: u64,
         /// Print one JSON object per result instead of the table.
         #[arg(long)]
         json: bool,
@@ -199,6 +217,26 @@ fn run(cli: Cli) -> Result<()> {
                 }
             } else {
                 print!("{}", forward::render(&reports));
+            }
+            Ok(())
+        }
+        Command::Wakeup {
+            reps,
+            probes,
+            gap_us,
+            json,
+        } => {
+            let reports = wakeup::run(wakeup::Plan {
+                reps,
+                probes,
+                gap: std::time::Duration::from_micros(gap_us),
+            })?;
+            if json {
+                for r in &reports {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", wakeup::render(&reports));
             }
             Ok(())
         }
