@@ -241,8 +241,14 @@ pub struct XskPort {
     in_tx: u32,
     /// Frames dropped because the TX ring was full.
     tx_ring_full: u64,
+    /// Frames put on the TX ring since the last kick.
+    unkicked: u32,
     fd: i32,
 }
+
+/// Frames the kernel sends per `sendto` in copy mode (its `TX_BATCH_SIZE`);
+/// zero-copy drivers send the whole ring on one wake-up.
+const COPY_TX_PER_KICK: u32 = 32;
 
 impl fmt::Debug for XskPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -264,12 +270,26 @@ impl XskPort {
     }
     /// Asks the kernel to send what waits on the TX ring, when the ring says
     /// it needs asking (copy mode always does).
+    ///
+    /// In copy mode one `sendto` sends at most [`COPY_TX_PER_KICK`] frames, so
+    /// a kick after a burst asks once per that many frames queued since the
+    /// last kick: one ask per burst would drain a full burst of 64 at half
+    /// the rate it arrives, and a worker that fell behind once would stay
+    /// behind with a full TX ring.
     fn kick(&mut self) {
         if self.in_tx > 0 && self.tx.needs_wakeup() {
-            // Errors here are transient (ENOBUFS, EAGAIN, EBUSY) and are
-            // retried at the next kick; xsk-rs already ignores them.
-            let _ = self.tx.wakeup();
+            let asks = if self.info.bind == "copy" {
+                self.unkicked.div_ceil(COPY_TX_PER_KICK).max(1)
+            } else {
+                1
+            };
+            for _ in 0..asks {
+                // Errors here are transient (ENOBUFS, EAGAIN, EBUSY) and are
+                // retried at the next kick; xsk-rs already ignores them.
+                let _ = self.tx.wakeup();
+            }
         }
+        self.unkicked = 0;
     }
 }
 
@@ -468,6 +488,7 @@ impl Io {
             0
         };
         port.in_tx += sent as u32;
+        port.unkicked += sent as u32;
         port.tx_ring_full += (descs.len() - sent) as u64;
         for desc in &descs[..sent] {
             self.owner[Self::index(desc)] = Owner::Tx;
@@ -717,6 +738,7 @@ fn open_socket(
                         in_fill: 0,
                         in_tx: 0,
                         tx_ring_full: 0,
+                        unkicked: 0,
                         fd,
                     });
                 }
