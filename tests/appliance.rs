@@ -271,6 +271,91 @@ fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// 802.1Q-tagged traffic crosses with its tag and is judged by the rules of
+/// the VPC its VLAN maps to. This kernel has no VLAN interfaces, so the
+/// client and the server are AF_XDP sockets on `c0` and `s0` that send and
+/// capture whole frames, tags included.
+#[test]
+fn tagged_frames_keep_their_vlan_and_meet_their_vpcs_rules() {
+    use rampart_dataplane::wire::build::Spec;
+    use rampart_dataplane::wire::headers::TCP_SYN;
+    use rampart_dataplane::worker::BATCH;
+    use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
+    let Some(t) = network("vlan") else { return };
+    let dir = state_dir("vlan");
+    let tagged = config("revalidate", "")
+        + r#"
+[[vpc]]
+name = "v100"
+vlan = 100
+
+[[security_group]]
+vpc = "v100"
+name = "web"
+rules = [{ direction = "ingress", protocol = "tcp", ports = "80" }]
+
+[[interface]]
+vpc = "v100"
+name = "web-100"
+addresses = ["198.18.100.20"]
+groups = ["web"]
+"#;
+    let mut d = Daemon::start(&t.fw, &dir, &tagged);
+    let (c, s) = ("198.18.100.1".parse().unwrap(), "198.18.100.20".parse().unwrap());
+    let open = Spec::tcp(c, 40000, s, 80, TCP_SYN).vlan(100).build();
+    let closed = Spec::tcp(c, 40001, s, 22, TCP_SYN).vlan(100).build();
+    // The same SYN to 22 untagged belongs to VPC t, where 198.18.100.20 is
+    // no interface: unprotected, so it crosses.
+    let untagged = Spec::tcp(c, 40002, s, 22, TCP_SYN).build();
+    let capture = Topology::within(&t.server, || {
+        let mut io = Io::open(&["s0"], 0, 4096, &PortOptions::default()).expect("AF_XDP on s0");
+        let mut got = Vec::new();
+        let mut descs = [FrameDesc::default(); BATCH];
+        let until = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            io.refill(0, 0);
+            let n = io.receive(0, &mut descs);
+            got.extend(descs[..n].iter().map(|d| io.data(d).to_vec()));
+            io.release(&descs[..n]);
+            if n == 0 {
+                io.poke_rx(0);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let frames = [open.clone(), closed.clone(), untagged.clone()];
+    netns::in_ns(&t.client, move || {
+        let mut io = Io::open(&["c0"], 0, 8192, &PortOptions::default()).expect("AF_XDP on c0");
+        for f in &frames {
+            let desc = io.alloc(f).expect("a free frame");
+            assert_eq!(io.transmit(0, &[desc]), 1);
+            std::thread::sleep(Duration::from_millis(50));
+            io.reap();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let got = capture.join().expect("capture").expect("server namespace");
+    let status = d.stop(Signal::SIGTERM);
+    let out = d.stdout();
+    assert!(status.success(), "rampart exit {status:?}\n{out}\n{}", d.stderr());
+    assert!(
+        got.contains(&open),
+        "the tagged SYN to 80 arrived byte for byte, tag included:\n{out}"
+    );
+    assert!(
+        !got.contains(&closed),
+        "the tagged SYN to 22 crossed: VPC v100's rules were not applied"
+    );
+    assert!(
+        got.contains(&untagged),
+        "the untagged SYN to 22 crossed (unprotected in VPC t)"
+    );
+    assert!(out.contains("web: ingress tcp port 80 from any allow"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Frames longer than the appliance's MTU (plus Ethernet and two VLAN tags)
 /// are dropped and counted as `oversize`, whatever the rules say; shorter
 /// ones of the same flow pass. (Run with the other idle policy, `busy`, and
