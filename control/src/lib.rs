@@ -19,3 +19,4 @@ pub mod explain;
 pub mod model;
 pub mod replay;
 pub mod settings;
+pub mod state;

@@ -46,6 +46,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 pub use error::{ErrorCode, Errors, ModelError};
 pub use rule::{Rule, DEFAULT_PRIORITY, MAX_DESCRIPTION};
@@ -64,7 +65,7 @@ pub const VLAN_RANGE: std::ops::RangeInclusive<i64> = 1..=4094;
 
 /// Limits on the model's size (spec section 6), configurable in the file's
 /// `[quotas]` table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quotas {
     pub groups_per_vpc: usize,
     pub rules_per_group: usize,
@@ -83,7 +84,7 @@ impl Default for Quotas {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vpc {
     pub id: VpcId,
     pub name: String,
@@ -93,7 +94,7 @@ pub struct Vpc {
     pub default_group: GroupId,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityGroup {
     pub id: GroupId,
     pub vpc: VpcId,
@@ -107,7 +108,7 @@ pub struct SecurityGroup {
     pub rules: Vec<Rule>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
     pub id: InterfaceId,
     pub vpc: VpcId,
@@ -119,7 +120,7 @@ pub struct Interface {
     pub bare_metal: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrefixList {
     pub id: PrefixListId,
     pub vpc: VpcId,
@@ -128,7 +129,7 @@ pub struct PrefixList {
     pub cidrs: Vec<IpNet>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct NextIds {
     vpc: u32,
     group: u32,
@@ -138,7 +139,12 @@ struct NextIds {
 }
 
 /// The whole security-group model. See the module documentation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// It serializes exactly (ids and the next ids included) for the state
+/// directory; the lookup indexes are rebuilt on deserializing
+/// ([`Model::from_state`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Model {
     quotas: Quotas,
     vpcs: BTreeMap<VpcId, Vpc>,
@@ -146,7 +152,9 @@ pub struct Model {
     interfaces: BTreeMap<InterfaceId, Interface>,
     prefix_lists: BTreeMap<PrefixListId, PrefixList>,
     /// Which interface owns an address, per VPC.
+    #[serde(skip)]
     addresses: HashMap<(VpcId, IpAddr), InterfaceId>,
+    #[serde(skip)]
     interface_names: HashMap<(VpcId, String), InterfaceId>,
     next: NextIds,
 }
@@ -456,6 +464,65 @@ impl Model {
                 "no such prefix list",
             )
         })
+    }
+
+    /// The model as JSON, exactly (ids and next ids included): what the state
+    /// directory stores.
+    pub fn to_state(&self) -> String {
+        serde_json::to_string(self).expect("a model always serializes")
+    }
+
+    /// A model from [`Model::to_state`]'s output, its indexes rebuilt and its
+    /// references checked; an error names what is wrong.
+    pub fn from_state(text: &str) -> Result<Model, String> {
+        let mut m: Model = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let interfaces: Vec<Interface> = m.interfaces.values().cloned().collect();
+        for iface in &interfaces {
+            if !m.vpcs.contains_key(&iface.vpc) {
+                return Err(format!("interface {} is in a missing vpc", iface.id));
+            }
+            for g in &iface.groups {
+                if m.groups.get(g).map(|g| g.vpc) != Some(iface.vpc) {
+                    return Err(format!("interface {} is bound to a missing group {g}", iface.id));
+                }
+            }
+            for a in &iface.addresses {
+                if m.addresses.insert((iface.vpc, *a), iface.id).is_some() {
+                    return Err(format!("address {a} belongs to two interfaces"));
+                }
+            }
+            if m.interface_names
+                .insert((iface.vpc, iface.name.clone()), iface.id)
+                .is_some()
+            {
+                return Err(format!("interface name {:?} is used twice", iface.name));
+            }
+        }
+        for v in m.vpcs.values() {
+            if m.groups.get(&v.default_group).map(|g| (g.vpc, g.name.as_str())) != Some((v.id, DEFAULT_GROUP))
+            {
+                return Err(format!("vpc {} has no default group", v.id));
+            }
+        }
+        for g in m.groups.values() {
+            if !m.vpcs.contains_key(&g.vpc) {
+                return Err(format!("group {} is in a missing vpc", g.id));
+            }
+            for r in &g.rules {
+                let ok = match r.remote {
+                    Some(Remote::Group(id)) => m.groups.get(&id).map(|x| x.vpc) == Some(g.vpc),
+                    Some(Remote::PrefixList(id)) => m.prefix_lists.get(&id).map(|x| x.vpc) == Some(g.vpc),
+                    _ => true,
+                };
+                if !ok {
+                    return Err(format!(
+                        "rule {} of group {} refers to a missing object",
+                        r.id, g.id
+                    ));
+                }
+            }
+        }
+        Ok(m)
     }
 
     // ---------------------------------------------------------------- VPCs

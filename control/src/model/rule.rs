@@ -23,7 +23,7 @@ pub const MAX_DESCRIPTION: usize = 255;
 
 /// A validated rule. Every combination of fields here is meaningful: ports only on
 /// tcp/udp/sctp, ICMP fields only on icmp/icmpv6, one family at most.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     pub id: RuleId,
     pub direction: Direction,

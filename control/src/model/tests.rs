@@ -1991,3 +1991,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_state_form_restores_the_model_exactly_and_refuses_a_broken_one() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/full.toml");
+    let mut m = Config::load(&path).expect("full.toml").model;
+    // Gaps in the ids, so a restore that renumbered would show.
+    let (vpc, g) = {
+        let g = m
+            .groups()
+            .find(|g| g.rules.len() > 1)
+            .expect("a group with rules");
+        (m.vpc(g.vpc).unwrap().name.clone(), g.name.clone())
+    };
+    let first = m
+        .group_by_name(m.vpc_by_name(&vpc).unwrap().id, &g)
+        .unwrap()
+        .rules[0]
+        .id;
+    m.delete_rule(&vpc, &g, &first.to_string())
+        .expect("delete a rule");
+    let text = m.to_state();
+    let back = Model::from_state(&text).expect("restores");
+    assert_eq!(back, m);
+    back.check_invariants();
+    // The next rule gets the same id in both.
+    let mut a = m.clone();
+    let mut b = back;
+    let spec = rule("ingress", "tcp");
+    assert_eq!(
+        a.add_rules(&vpc, &g, std::slice::from_ref(&spec)),
+        b.add_rules(&vpc, &g, &[spec])
+    );
+
+    let iface = m.interfaces().next().expect("an interface").id;
+    let broken = text.replacen(
+        &format!("\"groups\":[{}", m.interface(iface).unwrap().groups[0].0),
+        "\"groups\":[999999",
+        1,
+    );
+    assert_ne!(broken, text);
+    assert!(Model::from_state(&broken).unwrap_err().contains("missing group"));
+    assert!(Model::from_state(&text[..text.len() / 2]).is_err());
+}

@@ -13,11 +13,12 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub struct $name(pub u32);
 
         impl $name {
@@ -73,7 +74,7 @@ macro_rules! keyword_enum {
         $($(#[$vdoc:meta])* $variant:ident = $word:literal $(| $alias:literal)*),+ $(,)?
     }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum $name {
             $($(#[$vdoc])* $variant),+
         }
@@ -190,7 +191,7 @@ pub mod proto {
 
 /// A rule's protocol: every protocol, or one IP protocol number. Named protocols
 /// are stored as their numbers, so `"tcp"` and `6` are the same rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     All,
     Ip(u8),
@@ -267,7 +268,7 @@ impl fmt::Display for Protocol {
 }
 
 /// An inclusive, non-empty range of ports within 1-65535.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortRange {
     pub lo: u16,
     pub hi: u16,
@@ -357,7 +358,7 @@ pub fn parse_address(s: &str) -> Result<IpAddr, String> {
 }
 
 /// A MAC address, `aa:bb:cc:dd:ee:ff` (or with `-`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
@@ -392,7 +393,7 @@ impl fmt::Display for MacAddr {
 /// The other endpoint a rule matches: the source for ingress, the destination for
 /// egress. Group and prefix-list remotes are stored by id, so renaming a group
 /// keeps its references, and a copy can remap them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Remote {
     Cidr(IpNet),
     Group(GroupId),
