@@ -51,7 +51,8 @@ ip -n "$S" addr add 198.18.0.30/24 dev s0
 ip -n "$S" addr add 2001:db8::20/64 dev s0 nodad
 
 echo "== starting rampart with docs/examples/demo.toml"
-ip netns exec "$FW" "$bin" run -c docs/examples/demo.toml >"$work/rampart.out" 2>"$work/rampart.err" &
+ip netns exec "$FW" "$bin" run -c docs/examples/demo.toml --state-dir "$work/state" \
+  >"$work/rampart.out" 2>"$work/rampart.err" &
 rampart_pid=$!
 for _ in $(seq 50); do
   grep -q "running" "$work/rampart.out" 2>/dev/null && break

@@ -84,6 +84,22 @@ impl Config {
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
+    /// Reads the same document as JSON (the API's `PUT /v1/model`).
+    pub fn parse_json(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Syntax {
+                origin: origin.to_owned(),
+                message: format!("{path}: {}", e.into_inner()),
+            }
+        })?;
+        build(raw).map_err(|errors| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            errors,
+        })
+    }
+
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             origin: origin.to_owned(),
@@ -267,6 +283,48 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What changed between two models, by kind of object: how many were
+    /// added, removed, and changed (same id, different content).
+    pub fn diff(old: &Model, new: &Model) -> serde_json::Value {
+        fn count<K: Ord, V: PartialEq>(
+            old: &std::collections::BTreeMap<K, V>,
+            new: &std::collections::BTreeMap<K, V>,
+        ) -> serde_json::Value {
+            let added = new.keys().filter(|k| !old.contains_key(k)).count();
+            let removed = old.keys().filter(|k| !new.contains_key(k)).count();
+            let changed = new
+                .iter()
+                .filter(|(k, v)| old.get(k).is_some_and(|o| o != *v))
+                .count();
+            serde_json::json!({ "added": added, "removed": removed, "changed": changed })
+        }
+        let by_id = |m: &Model| -> [std::collections::BTreeMap<String, String>; 4] {
+            [
+                m.vpcs().map(|v| (v.id.to_string(), format!("{v:?}"))).collect(),
+                m.groups().map(|g| (g.id.to_string(), format!("{g:?}"))).collect(),
+                m.interfaces()
+                    .map(|i| (i.id.to_string(), format!("{i:?}")))
+                    .collect(),
+                m.prefix_lists()
+                    .map(|p| (p.id.to_string(), format!("{p:?}")))
+                    .collect(),
+            ]
+        };
+        let rules = |m: &Model| -> std::collections::BTreeMap<String, String> {
+            m.groups()
+                .flat_map(|g| g.rules.iter().map(|r| (r.id.to_string(), format!("{r:?}"))))
+                .collect()
+        };
+        let (o, n) = (by_id(old), by_id(new));
+        serde_json::json!({
+            "vpcs": count(&o[0], &n[0]),
+            "security_groups": count(&o[1], &n[1]),
+            "rules": count(&rules(old), &rules(new)),
+            "interfaces": count(&o[2], &n[2]),
+            "prefix_lists": count(&o[3], &n[3]),
+        })
+    }
+
     pub fn of(model: &Model) -> Self {
         Summary {
             vpcs: model.vpcs().count(),

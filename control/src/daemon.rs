@@ -17,7 +17,7 @@
 //! dropped; promiscuous mode is restored).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rampart_dataplane::engine::{Engine, Idle, Policy, WorkerSpec};
 use rampart_dataplane::handoff::Handoff;
-use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
 use rampart_dataplane::xdp::{self, BindMode, Io, PortOptions, XdpMode};
@@ -35,9 +34,11 @@ use crate::appliance::{Appliance, BindModeSetting, IdleSetting, XdpModeSetting};
 
 /// Parcels in each worker's hand-off mailbox (2 KiB each).
 const HANDOFF_DEPTH: usize = 4096;
+use crate::api::{self, Api, Control};
 use crate::compile::Compiler;
 use crate::config::{Config, ConfigError, Summary};
 use crate::replay::render;
+use crate::state::StateDir;
 
 /// Why the appliance could not start (or stopped with an error).
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +69,18 @@ pub struct Options {
     pub config: PathBuf,
     /// Print a one-line counter summary this often.
     pub stats_interval: Option<Duration>,
+    /// Where the acknowledged model and the API token live.
+    pub state_dir: PathBuf,
+    /// The API's address.
+    pub listen: std::net::SocketAddr,
+    /// The API token's file (default: `token` in the state directory).
+    pub token_file: Option<PathBuf>,
 }
+
+/// The API's default address (loopback only).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9740";
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/rampart";
 
 /// Logs one line to standard error.
 fn log(msg: impl std::fmt::Display) {
@@ -108,7 +120,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .map_err(|e| setup(format!("signal handler: {e}")))?;
 
-    let config = Config::load(&opts.config)?;
+    let mut config = Config::load(&opts.config)?;
     let origin = opts.config.display().to_string();
     let appliance = config.appliance.clone().ok_or_else(|| {
         setup(format!(
@@ -116,6 +128,32 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         ))
     })?;
     let cores = check_machine(&appliance, &origin)?;
+
+    // The model: the state directory's (acknowledged API changes) wins over
+    // the file's, which only seeds an empty state directory.
+    let state = StateDir::open(&opts.state_dir).map_err(setup)?;
+    let token = state.token(opts.token_file.as_deref()).map_err(setup)?;
+    let (model_origin, from_file) = match state.load().map_err(setup)? {
+        Some(saved) => {
+            config.model = saved.model;
+            let why = if saved.from_file {
+                "unchanged since loaded from the config file"
+            } else {
+                "holds changes made through the API; the config file's model is not used"
+            };
+            (
+                format!("{}/model.json ({why})", opts.state_dir.display()),
+                saved.from_file,
+            )
+        }
+        None => {
+            state
+                .save(&config.model, true)
+                .map_err(|e| setup(format!("state directory {}: {e}", opts.state_dir.display())))?;
+            (origin.clone(), true)
+        }
+    };
+    let listener = api::bind_address(opts.listen).map_err(setup)?;
 
     let mut compiler = Compiler::new();
     let started = Instant::now();
@@ -187,6 +225,15 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let summary = Summary::of(&config.model);
     println!("rampart {} running", env!("CARGO_PKG_VERSION"));
     println!("  config      {origin}");
+    println!("  model       from {model_origin}");
+    println!(
+        "  api         http://{} (token in {})",
+        opts.listen,
+        opts.token_file
+            .clone()
+            .unwrap_or_else(|| opts.state_dir.join("token"))
+            .display()
+    );
     println!("  port A      {}   port B {}", appliance.port_a, appliance.port_b);
     for line in &port_lines {
         println!("  socket      {line}");
@@ -217,40 +264,58 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let engine = Engine::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
 
     let control_stop = Arc::new(AtomicBool::new(false));
+    let api = Arc::new(Api {
+        control: tokio::sync::Mutex::new(Control {
+            config_path: opts.config.clone(),
+            config,
+            compiler,
+            snapshots: Arc::clone(&snapshots),
+            counters: counters.clone(),
+            state: Some(state),
+            from_file,
+            enforce_timeout: api::ENFORCE_TIMEOUT,
+        }),
+        token,
+    });
     let control = {
-        let control_stop = Arc::clone(&control_stop);
-        let snapshots = Arc::clone(&snapshots);
-        let counters = counters.clone();
-        let path = opts.config.clone();
-        let interval = opts.stats_interval;
+        let (api, stop, hup) = (Arc::clone(&api), Arc::clone(&control_stop), Arc::clone(&hup));
         thread::Builder::new()
             .name("rampart-control".into())
-            .spawn(move || {
-                control_loop(
-                    &path,
-                    config,
-                    compiler,
-                    &snapshots,
-                    &counters,
-                    &hup,
-                    &control_stop,
-                    interval,
-                )
-            })
+            .spawn(move || api::serve(listener, api, stop, hup))
             .map_err(|e| setup(format!("starting the control thread: {e}")))?
     };
+    let printer = opts.stats_interval.map(|every| {
+        let (counters, stop) = (counters.clone(), Arc::clone(&control_stop));
+        thread::spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+                if last.elapsed() >= every {
+                    last = Instant::now();
+                    log(one_line(&Totals::sum(counters.iter().map(|c| &**c))));
+                }
+            }
+        })
+    });
 
     let exits = engine.wait(&term);
     control_stop.store(true, Ordering::Relaxed);
-    let config = control
+    let served = control
         .join()
         .map_err(|_| RunError::Failed("the control thread panicked".into()))?;
+    if let Some(p) = printer {
+        let _ = p.join();
+    }
+    let config = api.control.blocking_lock().config.clone();
+    let mut failures = Vec::new();
+    if let Err(e) = served {
+        failures.push(format!("the API server failed: {e}"));
+    }
     drop(promiscuous);
 
     let totals = Totals::sum(counters.iter().map(|c| &**c));
     println!("rampart stopped; counters:");
     print!("{}", render(&config, &totals));
-    let mut failures = Vec::new();
     let (mut tx_ring_full, mut kernel_dropped) = (0, 0);
     for exit in exits {
         match exit.result {
@@ -322,62 +387,6 @@ fn check_machine(appliance: &Appliance, origin: &str) -> Result<Vec<u32>, RunErr
         )));
     }
     Ok(cores)
-}
-
-/// The control thread: re-reads the config on SIGHUP (an invalid file is
-/// logged and the running model kept), prints counters every `interval`.
-/// Returns the configuration in force when it stops.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the thread's whole state, moved in once"
-)]
-fn control_loop(
-    path: &Path,
-    mut config: Config,
-    mut compiler: Compiler,
-    snapshots: &ArcSwap<Snapshot>,
-    counters: &[Arc<Counters>],
-    hup: &AtomicBool,
-    stop: &AtomicBool,
-    interval: Option<Duration>,
-) -> Config {
-    let mut last_print = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        thread::sleep(Duration::from_millis(20));
-        if hup.swap(false, Ordering::Relaxed) {
-            match Config::load(path) {
-                Err(e) => log(format!("reload refused, running model kept: {e}")),
-                Ok(new) => {
-                    if new.appliance != config.appliance {
-                        log("reload: [appliance] changes take effect at the next start");
-                    }
-                    let started = Instant::now();
-                    let (snap, stats) = compiler.compile(&new.model, &new.settings);
-                    let generation = snap.generation;
-                    snapshots.store(Arc::new(snap));
-                    log(format!(
-                        "reloaded {}: {}; snapshot generation {generation} ({} of {} group sets rebuilt) in {:.1} ms",
-                        path.display(),
-                        Summary::of(&new.model),
-                        stats.rebuilt,
-                        stats.group_sets,
-                        started.elapsed().as_secs_f64() * 1e3
-                    ));
-                    config = Config {
-                        appliance: config.appliance.clone(),
-                        ..new
-                    };
-                }
-            }
-        }
-        if let Some(every) = interval {
-            if last_print.elapsed() >= every {
-                last_print = Instant::now();
-                log(one_line(&Totals::sum(counters.iter().map(|c| &**c))));
-            }
-        }
-    }
-    config
 }
 
 /// The periodic counter line.

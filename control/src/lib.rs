@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod appliance;
 pub mod compile;
 pub mod config;

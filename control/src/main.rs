@@ -98,6 +98,15 @@ enum Command {
         /// Log a one-line counter summary every this many seconds.
         #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
         stats_every: Option<f64>,
+        /// Where the acknowledged model and the API token are kept.
+        #[arg(long, value_name = "DIR", default_value = daemon::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// The REST API's address.
+        #[arg(long, value_name = "ADDR:PORT", default_value = daemon::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// The API token's file (created with mode 0600 if absent).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -121,15 +130,23 @@ fn main() -> ExitCode {
             dropped,
             side_a,
         } => run_replay(&config, pcap, allowed, dropped, &side_a),
-        Command::Run { config, stats_every } => run_appliance(config, stats_every),
+        Command::Run {
+            config,
+            stats_every,
+            state_dir,
+            listen,
+            token_file,
+        } => run_appliance(daemon::Options {
+            config,
+            stats_interval: stats_every.map(std::time::Duration::from_secs_f64),
+            state_dir,
+            listen,
+            token_file,
+        }),
     }
 }
 
-fn run_appliance(config: PathBuf, stats_every: Option<f64>) -> ExitCode {
-    let opts = daemon::Options {
-        config,
-        stats_interval: stats_every.map(std::time::Duration::from_secs_f64),
-    };
+fn run_appliance(opts: daemon::Options) -> ExitCode {
     match daemon::run(&opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -38,6 +38,8 @@ impl Daemon {
         let child = Command::new("ip")
             .args(["netns", "exec", ns, BIN, "run", "-c"])
             .arg(dir.join("rampart.toml"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()

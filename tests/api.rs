@@ -1,0 +1,267 @@
+//! The REST API of the running appliance: changes acknowledged with 200 are
+//! enforced on live traffic at that moment, bad input changes nothing and is
+//! answered with JSON naming the field, the token guards /v1, and an
+//! acknowledged change survives a SIGKILL and is never dropped by a reload by
+//! accident.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use support::api::Client;
+use support::daemon::Daemon;
+use support::netns::{self, connect, serve_tcp, Topology};
+
+const BLOCKED: Duration = Duration::from_millis(700);
+const OPEN: Duration = Duration::from_secs(3);
+
+const CONFIG: &str = r#"
+[appliance]
+port_a = "a0"
+port_b = "b0"
+
+[settings]
+on_rule_change = "revalidate"
+
+[[vpc]]
+name = "t"
+
+[[security_group]]
+vpc = "t"
+name = "web"
+rules = [{ direction = "ingress", protocol = "tcp", ports = "80" }]
+
+[[interface]]
+vpc = "t"
+name = "web-1"
+addresses = ["198.18.0.20"]
+groups = ["web"]
+"#;
+
+fn network(tag: &str) -> Option<Topology> {
+    if !netns::available() {
+        eprintln!("skipped: needs root and ip netns");
+        return None;
+    }
+    let t = Topology::new(tag);
+    t.address(&t.client, "198.18.0.1/24");
+    t.address(&t.server, "198.18.0.20/24");
+    serve_tcp(&t.server, "198.18.0.20:80", "web\n");
+    serve_tcp(&t.server, "198.18.0.20:8080", "alt\n");
+    Some(t)
+}
+
+fn dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("rampart-api-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn reaches(t: &Topology, port: u16) -> bool {
+    let timeout = if port == 80 { OPEN } else { BLOCKED };
+    connect(&t.client, "198.18.0.1", &format!("198.18.0.20:{port}"), timeout).is_ok()
+}
+
+const RULES: &str = "/v1/vpcs/t/security-groups/web/rules";
+
+fn rule_count(api: &Client) -> usize {
+    let (status, g) = api.get("/v1/vpcs/t/security-groups/web");
+    assert_eq!(status, 200, "{g}");
+    g["rules"].as_array().expect("rules").len()
+}
+
+#[test]
+fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
+    let Some(t) = network("api") else { return };
+    let dir = dir("api");
+    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    let api = Client::new(&t.fw, &dir);
+
+    // Health is open; /v1 needs the token.
+    let (status, health) = api.raw("GET", "/health", None, None);
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let (status, body) = api.raw("GET", "/v1/vpcs", token, None);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthorized")),
+            "{body}"
+        );
+    }
+    let (status, vpcs) = api.get("/v1/vpcs");
+    assert_eq!(status, 200);
+    assert_eq!(vpcs["vpcs"][0]["name"], "t");
+
+    // A rule added is enforced when the answer comes.
+    assert!(!reaches(&t, 8080));
+    let (status, added) = api.send(
+        "POST",
+        RULES,
+        &json!({ "direction": "ingress", "protocol": "tcp", "ports": "8080" }),
+    );
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["enforced"], true);
+    // Every worker already runs the answer's generation (not only published).
+    let health = api.raw("GET", "/health", None, None).1;
+    assert!(
+        health["enforced_generation"].as_u64() >= added["generation"].as_u64(),
+        "{health} {added}"
+    );
+    assert!(reaches(&t, 8080), "acknowledged, so enforced");
+    let rule_id = added["ids"][0].as_str().expect("the new rule's id").to_owned();
+
+    // Bad input: each answer names the reason (and the field), nothing changes.
+    let before = rule_count(&api);
+    let generation = api.raw("GET", "/health", None, None).1["generation"].clone();
+    let bad_body = |body: &[u8]| api.raw("POST", RULES, Some(&api.token), Some(body.to_vec()));
+    let cases: Vec<(Vec<u8>, u16, &str, Option<&str>)> = vec![
+        (br#"{"direction":"ingress","protocol":"tcp","ports":"99999"}"#.to_vec(), 400, "invalid", Some("ports")),
+        (br#"{"direction":"ingress","protocol":"tcp","ports":"80","colour":"red"}"#.to_vec(), 400, "invalid_json", None),
+        (br#"{"direction":"ingress","protocol":"tcp","priority":1e400}"#.to_vec(), 400, "invalid_json", None),
+        (br#"{"direction":"ingress","protocol":"tcp","priority":123456789012345678901234567890}"#.to_vec(), 400, "invalid_json", None),
+        (br#"{"direction":7,"protocol":"tcp"}"#.to_vec(), 400, "invalid_json", Some("direction")),
+        (br#"{"direction":"ingress","#.to_vec(), 400, "invalid_json", None),
+        (b"not json at all".to_vec(), 400, "invalid_json", None),
+        (format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), 400, "invalid_json", None),
+        (vec![b' '; 5 << 20], 413, "too_large", None),
+        (br#"[{"direction":"ingress","protocol":"tcp","ports":"81"},{"direction":"sideways","protocol":"tcp"}]"#.to_vec(), 400, "invalid", Some("direction")),
+    ];
+    for (body, want_status, want_code, want_field) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let (status, answer) = bad_body(&body);
+        assert_eq!(status, want_status, "{shown}: {answer}");
+        assert_eq!(answer["code"].as_str(), Some(want_code), "{shown}: {answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+        if let Some(field) = want_field {
+            assert!(
+                answer["field"].as_str().is_some_and(|f| f.ends_with(field)),
+                "{shown}: {answer}"
+            );
+        }
+    }
+    // (All-or-nothing: the list whose second rule is bad did not add its first.)
+    assert_eq!(rule_count(&api), before, "a refused change changed the rules");
+    assert_eq!(api.raw("GET", "/health", None, None).1["generation"], generation);
+    let (status, missing) = api.send(
+        "POST",
+        "/v1/vpcs/t/security-groups/nope/rules",
+        &json!({ "direction": "ingress", "protocol": "tcp" }),
+    );
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("not_found")),
+        "{missing}"
+    );
+
+    // Explain on the live model.
+    let (status, e) = api.send(
+        "POST",
+        "/v1/explain",
+        &json!({ "packet": "tcp 198.18.0.1:40000 -> 198.18.0.20:8080" }),
+    );
+    assert_eq!((status, e["allowed"].as_bool()), (200, Some(true)), "{e}");
+
+    // Deleting the rule: new connections refused when the answer comes.
+    let (status, deleted) = api.delete(&format!("{RULES}/{rule_id}"));
+    assert_eq!(status, 200, "{deleted}");
+    assert!(!reaches(&t, 8080));
+    let (_, e) = api.send(
+        "POST",
+        "/v1/explain",
+        &json!({ "packet": "tcp 198.18.0.1:40000 -> 198.18.0.20:8080" }),
+    );
+    assert_eq!(e["allowed"], false, "{e}");
+
+    // Interfaces and groups: a new group bound to web-1 opens 8080 again.
+    let (status, g) = api.send(
+        "POST",
+        "/v1/vpcs/t/security-groups",
+        &json!({ "name": "alt", "rules": [{ "direction": "ingress", "protocol": "tcp", "ports": "8080" }] }),
+    );
+    assert_eq!(status, 200, "{g}");
+    let (status, b) = api.send("PUT", "/v1/vpcs/t/interfaces/web-1/groups/alt", &Value::Null);
+    assert_eq!(status, 200, "{b}");
+    assert!(reaches(&t, 8080));
+    let (status, i) = api.get("/v1/vpcs/t/interfaces/web-1");
+    assert_eq!((status, i["groups"].clone()), (200, json!(["web", "alt"])), "{i}");
+    let (status, busy) = api.delete("/v1/vpcs/t/security-groups/alt");
+    assert_eq!((status, busy["code"].as_str()), (409, Some("in_use")), "{busy}");
+
+    // Declarative: PUT the whole model back to the file's; the answer says what changed.
+    let file: toml::Value = toml::from_str(CONFIG).expect("toml");
+    let doc = json!({
+        "vpc": file["vpc"].clone(), "security_group": file["security_group"].clone(),
+        "interface": file["interface"].clone(),
+    });
+    let (status, put) = api.send("PUT", "/v1/model", &serde_json::to_value(&doc).expect("json"));
+    assert_eq!(status, 200, "{put}");
+    assert!(
+        put["changed"]["security_groups"]["removed"].as_u64() >= Some(1),
+        "{put}"
+    );
+    assert!(!reaches(&t, 8080));
+    assert!(reaches(&t, 80));
+
+    assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
+    let Some(t) = network("apik") else { return };
+    let dir = dir("apik");
+    let d = Daemon::start(&t.fw, &dir, CONFIG);
+    let api = Client::new(&t.fw, &dir);
+    let (status, added) = api.send(
+        "POST",
+        RULES,
+        &json!({ "direction": "ingress", "protocol": "tcp", "ports": "8080" }),
+    );
+    assert_eq!(status, 200, "{added}");
+    drop(d); // SIGKILL
+
+    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    assert!(
+        d.stdout()
+            .contains("model.json (holds changes made through the API"),
+        "{}",
+        d.stdout()
+    );
+    assert!(reaches(&t, 8080), "the acknowledged rule is back after the crash");
+    let (_, g) = api.get("/v1/vpcs/t/security-groups/web");
+    assert!(
+        g["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == added["ids"][0]),
+        "{g}"
+    );
+
+    // SIGHUP: the file lacks the API's change, so the reload is refused.
+    d.reload(CONFIG);
+    assert!(
+        d.stderr()
+            .contains("reload refused: the running model has changes made through the API"),
+        "{}",
+        d.stderr()
+    );
+    assert!(reaches(&t, 8080));
+    let (status, refused) = api.send("POST", "/v1/reload", &json!({}));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("model_changed")),
+        "{refused}"
+    );
+    // Forced, it applies the file.
+    let (status, forced) = api.send("POST", "/v1/reload", &json!({ "force": true }));
+    assert_eq!(status, 200, "{forced}");
+    assert!(!reaches(&t, 8080));
+    assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,94 @@
+//! A client of the running appliance's REST API, from inside its namespace
+//! (the API listens on the namespace's loopback).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::netns::in_ns;
+
+/// The API of a daemon started with `--state-dir <dir>/state`.
+#[derive(Debug, Clone)]
+pub struct Client {
+    ns: String,
+    pub token: String,
+}
+
+/// The default address (`rampart run --listen`).
+pub const BASE: &str = "http://127.0.0.1:9740";
+
+impl Client {
+    pub fn new(ns: &str, dir: &Path) -> Client {
+        let token = std::fs::read_to_string(dir.join("state/token")).expect("the daemon wrote its token");
+        Client {
+            ns: ns.to_owned(),
+            token: token.trim().to_owned(),
+        }
+    }
+
+    /// One request with `token` (none: no Authorization header); the status
+    /// and the body (JSON, or a string if it is not JSON).
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, Value) {
+        let url = format!("{BASE}{path}");
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let method = method.to_owned();
+        in_ns(&self.ns, move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(20)))
+                .build()
+                .into();
+            macro_rules! with_auth {
+                ($req:expr) => {{
+                    let r = $req;
+                    match &auth {
+                        Some(a) => r.header("Authorization", a),
+                        None => r,
+                    }
+                }};
+            }
+            let body = body.unwrap_or_default();
+            let resp = match method.as_str() {
+                "GET" => with_auth!(agent.get(&url)).call(),
+                "DELETE" => with_auth!(agent.delete(&url)).call(),
+                "POST" => with_auth!(agent.post(&url))
+                    .header("Content-Type", "application/json")
+                    .send(&body[..]),
+                "PUT" => with_auth!(agent.put(&url))
+                    .header("Content-Type", "application/json")
+                    .send(&body[..]),
+                "PATCH" => with_auth!(agent.patch(&url))
+                    .header("Content-Type", "application/json")
+                    .send(&body[..]),
+                other => panic!("method {other}"),
+            };
+            let mut resp = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = resp.status().as_u16();
+            let text = resp
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        })
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.raw("GET", path, Some(&self.token), None)
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.raw(
+            method,
+            path,
+            Some(&self.token),
+            Some(body.to_string().into_bytes()),
+        )
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.raw("DELETE", path, Some(&self.token), None)
+    }
+}
