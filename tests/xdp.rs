@@ -31,7 +31,7 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
                 Io::open(&[PORT_A, PORT_B], 0, FRAMES, &PortOptions::default()).expect("AF_XDP sockets");
             let infos: Vec<String> = io.ports().iter().map(|p| p.info().to_string()).collect();
             let mut stage = Passthrough::default();
-            let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, None);
+            let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, None, None);
             (infos, stage.frames, report)
         })
     };
@@ -121,6 +121,7 @@ fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
             stage: Panics,
             core: None,
             handoff: None,
+            bell: None,
         };
         Engine::start(vec![spec], Idle::Adaptive).expect("start")
     });

@@ -231,7 +231,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
                     let mut io = Io::open(&["a0", "b0"], 0, 8192, &opts)?;
                     let info = io.ports()[0].info().clone();
                     let mut stage = stage;
-                    let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, None);
+                    let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, None, None);
                     Ok((info, report))
                 })
             };

@@ -1,5 +1,7 @@
 //! rampart's bundled traffic generator and its benchmarks.
 //!
+//! - [`api`]: one-rule changes through the running daemon's REST API, call
+//!   to enforced (`rampart-bench api`, root; needs the `rampart` binary).
 //! - [`classify`]: the classifier benchmark on ClassBench files, with a linear
 //!   scan measured in the same run as the baseline (`rampart-bench classify`).
 //! - [`pipeline`]: the per-packet path in memory: established-flow and
@@ -20,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod classify;
 pub mod forward;
 pub mod netns;

@@ -81,24 +81,56 @@ pub fn model(plan: Plan) -> Model {
         m.replace_rules("prod", &format!("g{g}"), &rules).expect("rules");
     }
     for i in 0..plan.interfaces {
-        let picks = [
-            i % plan.groups,
-            (i / plan.groups * 7 + i * 3 + 1) % plan.groups,
-            (i * 11 + 5) % plan.groups,
-        ];
-        let mut groups: Vec<String> = picks.iter().map(|g| format!("g{g}")).collect();
-        groups.sort();
-        groups.dedup();
-        let spec = InterfaceSpec {
-            vpc: "prod".into(),
-            name: format!("i{i}"),
-            addresses: vec![format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)],
-            groups: Some(groups),
-            ..InterfaceSpec::default()
-        };
-        m.create_interface(&spec).expect("interface");
+        m.create_interface(&interface(i, plan)).expect("interface");
     }
     m
+}
+
+/// Interface `i`: one address, bound to up to three groups.
+fn interface(i: usize, plan: Plan) -> InterfaceSpec {
+    let picks = [
+        i % plan.groups,
+        (i / plan.groups * 7 + i * 3 + 1) % plan.groups,
+        (i * 11 + 5) % plan.groups,
+    ];
+    let mut groups: Vec<String> = picks.iter().map(|g| format!("g{g}")).collect();
+    groups.sort();
+    groups.dedup();
+    InterfaceSpec {
+        vpc: "prod".into(),
+        name: format!("i{i}"),
+        addresses: vec![format!("198.{}.{}.{}", 18 + i / 65536, (i / 256) % 256, i % 256)],
+        groups: Some(groups),
+        ..InterfaceSpec::default()
+    }
+}
+
+/// The same model as the configuration document the API's `PUT /v1/model`
+/// takes (the config file's tables as JSON).
+pub fn document(plan: Plan) -> serde_json::Value {
+    let groups: Vec<GroupSpec> = (0..plan.groups)
+        .map(|g| GroupSpec {
+            vpc: "prod".into(),
+            name: format!("g{g}"),
+            default_rules: Some(false),
+            rules: (0..plan.rules_per_group)
+                .map(|r| rule(g, r, plan.groups))
+                .collect(),
+            ..GroupSpec::default()
+        })
+        .collect();
+    let interfaces: Vec<InterfaceSpec> = (0..plan.interfaces).map(|i| interface(i, plan)).collect();
+    serde_json::json!({
+        "quotas": {
+            "rules_per_group": plan.rules_per_group + plan.changes + 8,
+            "groups_per_vpc": plan.groups + 1,
+            "groups_per_interface": 16,
+            "interfaces": plan.interfaces.max(100_000),
+        },
+        "vpc": [{ "name": "prod" }],
+        "security_group": groups,
+        "interface": interfaces,
+    })
 }
 
 pub fn run(plan: Plan) -> Report {

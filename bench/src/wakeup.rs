@@ -148,7 +148,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
                 spawn_in(topo.fw(), fw_core, move || {
                     let mut io = Io::open(&["a0", "b0"], 0, 8192, &opts)?;
                     let mut stage = stage;
-                    Ok(poll_loop(&mut io, &mut stage, idle, &stop, None))
+                    Ok(poll_loop(&mut io, &mut stage, idle, &stop, None, None))
                 })
             };
             thread::sleep(Duration::from_millis(300));

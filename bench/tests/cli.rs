@@ -210,3 +210,47 @@ fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
     }
     assert_eq!(rows[0]["wake_p50_us"], 0.0);
 }
+
+#[test]
+fn api_times_rule_changes_through_the_running_daemon() {
+    let (code, _, stderr) = bench(&["api", "--changes", "1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--changes at least 2"), "{stderr}");
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (namespaces, AF_XDP)");
+        return;
+    }
+    let args = [
+        "api",
+        "--groups",
+        "5",
+        "--rules",
+        "5",
+        "--interfaces",
+        "10",
+        "--changes",
+        "6",
+        "--json",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let idle: Vec<_> = rows.iter().map(|r| r["idle"].as_str()).collect();
+    assert_eq!(idle, [Some("adaptive"), Some("busy")], "{stdout}");
+    for r in &rows {
+        assert_eq!(
+            (r["rules"].as_u64(), r["changes"].as_u64()),
+            (Some(25), Some(6)),
+            "{r}"
+        );
+        let (p50, p99, max) = (
+            r["p50_ms"].as_f64().unwrap(),
+            r["p99_ms"].as_f64().unwrap(),
+            r["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+    }
+}

@@ -30,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use rampart_dataplane::handoff::Doorbell;
 use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::stats::Counters;
 use serde::de::DeserializeOwned;
@@ -60,6 +61,8 @@ pub struct Control {
     pub compiler: Compiler,
     pub snapshots: Arc<ArcSwap<Snapshot>>,
     pub counters: Vec<Arc<Counters>>,
+    /// Rung after publishing, so sleeping workers adopt the snapshot now.
+    pub bells: Vec<Arc<Doorbell>>,
     pub state: Option<StateDir>,
     /// The model is the config file's, unchanged through the API.
     pub from_file: bool,
@@ -102,6 +105,9 @@ impl Control {
         let (snap, stats) = self.compiler.compile(&model, &self.config.settings);
         let generation = snap.generation;
         self.snapshots.store(Arc::new(snap));
+        for bell in &self.bells {
+            bell.ring();
+        }
         self.config.model = model;
         self.from_file = from_file;
         Ok(Applied {

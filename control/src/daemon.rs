@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rampart_dataplane::engine::{Engine, Idle, Policy, WorkerSpec};
-use rampart_dataplane::handoff::Handoff;
+use rampart_dataplane::handoff::{Doorbell, Handoff};
 use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
 use rampart_dataplane::xdp::{self, BindMode, Io, PortOptions, XdpMode};
@@ -195,9 +195,13 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let mut specs = Vec::new();
     let mut counters: Vec<Arc<Counters>> = Vec::new();
     let mut port_lines = Vec::new();
+    let bells = cores
+        .iter()
+        .map(|_| Doorbell::new().map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setup(format!("creating the workers' doorbells: {e}")))?;
     let (mut handoffs, handoff_view) = if cores.len() > 1 {
-        let (ends, view) = Handoff::group(cores.len(), HANDOFF_DEPTH)
-            .map_err(|e| setup(format!("creating the hand-off between workers: {e}")))?;
+        let (ends, view) = Handoff::group(&bells, HANDOFF_DEPTH);
         (ends.into_iter().map(Some).collect(), Some(view))
     } else {
         (vec![None], None)
@@ -219,6 +223,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             },
             core: Some(*core as usize),
             handoff: handoffs[queue].take(),
+            bell: Some(Arc::clone(&bells[queue])),
         });
     }
 
@@ -271,6 +276,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             compiler,
             snapshots: Arc::clone(&snapshots),
             counters: counters.clone(),
+            bells,
             state: Some(state),
             from_file,
             enforce_timeout: api::ENFORCE_TIMEOUT,

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{self, Receiver, RecvTimeoutError};
 use xsk_rs::FrameDesc;
 
-use crate::handoff::Handoff;
+use crate::handoff::{Doorbell, Handoff};
 use crate::reason::DropReason;
 use crate::snapshot::Snapshot;
 use crate::worker::{Action, Side, Worker, BATCH};
@@ -146,6 +146,7 @@ pub fn poll_loop<S: Stage>(
     idle: Idle,
     stop: &AtomicBool,
     mut handoff: Option<&mut Handoff>,
+    bell: Option<&Doorbell>,
 ) -> PoolReport {
     let clock = Instant::now();
     let now = || clock.elapsed().as_nanos() as u64;
@@ -203,17 +204,21 @@ pub fn poll_loop<S: Stage>(
             Idle::Adaptive => {
                 let since = *idle_since.get_or_insert(t);
                 if t.saturating_sub(since) > ADAPTIVE_SPIN.as_nanos() as u64 {
+                    // Announce the sleep, then look once more: the idle
+                    // housekeeping adopts a snapshot published before the
+                    // announcement, and parcels passed before it are seen;
+                    // anything later rings the doorbell.
+                    if let Some(b) = bell {
+                        b.announce();
+                    }
                     stage.idle(t);
-                    // Sleep until a socket has a frame, another worker passes
-                    // one, or the timeout (to look at `stop` and sweep again).
-                    match handoff.as_deref() {
-                        Some(h) => {
-                            if h.may_sleep() {
-                                io.wait(IDLE_WAIT_MS, Some(h.wake_fd()));
-                                h.awake();
-                            }
-                        }
-                        None => io.wait(IDLE_WAIT_MS, None),
+                    if !handoff.as_deref().is_some_and(Handoff::has_parcels) {
+                        // Until a socket has a frame, the doorbell rings, or
+                        // the timeout (to look at `stop` and sweep again).
+                        io.wait(IDLE_WAIT_MS, bell.map(Doorbell::fd));
+                    }
+                    if let Some(b) = bell {
+                        b.awake();
                     }
                     idle_since = None;
                 }
@@ -318,6 +323,9 @@ pub struct WorkerSpec<S> {
     pub core: Option<usize>,
     /// This worker's end of the hand-off when there are several workers.
     pub handoff: Option<Handoff>,
+    /// Rung to wake the worker from an adaptive sleep (by the hand-off and
+    /// by the control thread after publishing a snapshot).
+    pub bell: Option<Arc<Doorbell>>,
 }
 
 /// How a worker ended.
@@ -371,11 +379,19 @@ impl<S: Stage + Send + 'static> Engine<S> {
                         mut stage,
                         core,
                         mut handoff,
+                        bell,
                     } = spec;
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core });
                     }
-                    let report = poll_loop(&mut io, &mut stage, idle, &stop, handoff.as_mut());
+                    let report = poll_loop(
+                        &mut io,
+                        &mut stage,
+                        idle,
+                        &stop,
+                        handoff.as_mut(),
+                        bell.as_deref(),
+                    );
                     (report, stage)
                 })?;
             handles.push(handle);

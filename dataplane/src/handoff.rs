@@ -124,6 +124,53 @@ pub fn owner(frame: &[u8], workers: usize) -> Option<usize> {
     Some(slot % workers)
 }
 
+/// Wakes a worker asleep in `poll(2)` (adaptive idle): another worker passing
+/// it frames, or the control thread publishing a snapshot it must adopt.
+///
+/// The sleeper announces itself ([`Doorbell::announce`]) before its last look
+/// for work; a ringer publishes its work before [`Doorbell::ring`]. Both sides
+/// use sequentially consistent operations, so either the sleeper sees the
+/// work or the ringer sees the announcement and writes the eventfd.
+#[derive(Debug)]
+pub struct Doorbell {
+    fd: EventFd,
+    sleeping: AtomicBool,
+}
+
+impl Doorbell {
+    pub fn new() -> std::io::Result<Doorbell> {
+        Ok(Doorbell {
+            fd: EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    /// Wakes the worker if it sleeps (a system call only then).
+    pub fn ring(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            let _ = self.fd.write(1);
+        }
+    }
+
+    /// The worker is about to sleep (then looks for work once more).
+    pub fn announce(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The worker is awake: clears the announcement and any wake-up.
+    pub fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+        let _ = self.fd.read();
+    }
+
+    /// Readable when rung while asleep.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// A frame on its way to its owner.
 #[derive(Debug)]
 struct Parcel {
@@ -177,8 +224,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 struct Mailbox {
     full: ArrayQueue<Parcel>,
     spare: ArrayQueue<Parcel>,
-    sleeping: AtomicBool,
-    wake: EventFd,
+    bell: Arc<Doorbell>,
     counters: CachePadded<HandoffCounters>,
 }
 
@@ -206,12 +252,14 @@ impl HandoffView {
 }
 
 impl Handoff {
-    /// The ends for `workers` workers, each mailbox holding `depth` parcels
-    /// (allocated here, once), and a view of their counters.
-    pub fn group(workers: usize, depth: usize) -> std::io::Result<(Vec<Handoff>, HandoffView)> {
+    /// The ends for the workers whose doorbells are `bells`, each mailbox
+    /// holding `depth` parcels (allocated here, once), and a view of their
+    /// counters.
+    pub fn group(bells: &[Arc<Doorbell>], depth: usize) -> (Vec<Handoff>, HandoffView) {
+        let workers = bells.len();
         assert!(workers <= 64, "the pending-wake mask holds 64 workers");
         let mut boxes = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for bell in bells {
             let spare = ArrayQueue::new(depth);
             for _ in 0..depth {
                 let parcel = Parcel {
@@ -221,12 +269,10 @@ impl Handoff {
                 };
                 spare.push(parcel).expect("room for every parcel");
             }
-            let wake = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
             boxes.push(Mailbox {
                 full: ArrayQueue::new(depth),
                 spare,
-                sleeping: AtomicBool::new(false),
-                wake,
+                bell: Arc::clone(bell),
                 counters: CachePadded::new(HandoffCounters::default()),
             });
         }
@@ -240,7 +286,7 @@ impl Handoff {
                 mailbox_full: 0,
             })
             .collect();
-        Ok((ends, HandoffView(boxes)))
+        (ends, HandoffView(boxes))
     }
 
     /// This worker's index.
@@ -283,10 +329,7 @@ impl Handoff {
         while pending != 0 {
             let to = pending.trailing_zeros() as usize;
             pending &= pending - 1;
-            let mailbox = &self.boxes[to];
-            if mailbox.sleeping.swap(false, Ordering::SeqCst) {
-                let _ = mailbox.wake.write(1);
-            }
+            self.boxes[to].bell.ring();
         }
         let c = &self.boxes[self.me].counters;
         if self.sent != 0 || self.mailbox_full != 0 {
@@ -317,29 +360,9 @@ impl Handoff {
         kept as usize
     }
 
-    /// Before sleeping: announces it, and says whether sleeping is right
-    /// (false when parcels are already waiting).
-    pub fn may_sleep(&self) -> bool {
-        let mailbox = &self.boxes[self.me];
-        mailbox.sleeping.store(true, Ordering::SeqCst);
-        if mailbox.full.is_empty() {
-            true
-        } else {
-            mailbox.sleeping.store(false, Ordering::SeqCst);
-            false
-        }
-    }
-
-    /// After sleeping: clears the announcement and the wake-up.
-    pub fn awake(&self) {
-        let mailbox = &self.boxes[self.me];
-        mailbox.sleeping.store(false, Ordering::SeqCst);
-        let _ = mailbox.wake.read();
-    }
-
-    /// The descriptor that becomes readable when parcels arrive while asleep.
-    pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.boxes[self.me].wake.as_fd()
+    /// Before sleeping, after [`Doorbell::announce`]: whether parcels wait.
+    pub fn has_parcels(&self) -> bool {
+        !self.boxes[self.me].full.is_empty()
     }
 }
 
@@ -468,7 +491,11 @@ mod tests {
 
     #[test]
     fn a_parcel_reaches_its_owner_intact_and_a_full_mailbox_drops_and_counts() {
-        let (mut ends, view) = Handoff::group(2, 4).unwrap();
+        let bells = [
+            Arc::new(Doorbell::new().unwrap()),
+            Arc::new(Doorbell::new().unwrap()),
+        ];
+        let (mut ends, view) = Handoff::group(&bells, 4);
         let mut b = ends.pop().unwrap();
         let mut a = ends.pop().unwrap();
         for i in 0..6u8 {
@@ -514,23 +541,36 @@ mod tests {
 
     #[test]
     fn a_sleeping_worker_is_woken_by_a_parcel() {
-        let (mut ends, _) = Handoff::group(2, 4).unwrap();
+        let bells = [
+            Arc::new(Doorbell::new().unwrap()),
+            Arc::new(Doorbell::new().unwrap()),
+        ];
+        let (mut ends, _) = Handoff::group(&bells, 4);
         let b = ends.pop().unwrap();
         let mut a = ends.pop().unwrap();
-        assert!(b.may_sleep());
+        let bell = Arc::clone(&bells[1]);
+        bell.announce();
+        assert!(!b.has_parcels());
         let waiter = std::thread::spawn(move || {
-            let mut fd = [nix::poll::PollFd::new(b.wake_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut fd = [nix::poll::PollFd::new(bell.fd(), nix::poll::PollFlags::POLLIN)];
             let n = nix::poll::poll(&mut fd, 5000u16).unwrap();
-            b.awake();
-            n
+            bell.awake();
+            (n, b.has_parcels())
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(a.send(1, Side::A, &[1; 60]));
         a.flush();
         assert_eq!(
             waiter.join().unwrap(),
-            1,
+            (1, true),
             "woken by the parcel, not by the 5 s timeout"
         );
+        // Not asleep: ringing writes nothing.
+        bells[0].ring();
+        let mut fd = [nix::poll::PollFd::new(
+            bells[0].fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        assert_eq!(nix::poll::poll(&mut fd, 0u16).unwrap(), 0);
     }
 }

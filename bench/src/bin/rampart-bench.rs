@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
-use rampart_bench::{forward, pipeline, update, wakeup};
+use rampart_bench::{api, forward, pipeline, update, wakeup};
 use rampart_dataplane::classify::classbench;
 
 #[derive(Debug, Parser)]
@@ -89,6 +89,26 @@ enum Command {
         /// Default 2000.
         #[arg(long, default_value_t = 2000)]
         gap_us: u64,
+        /// Print one JSON object per result instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// API call to enforced (root): one-rule changes through the REST API of a
+    /// running `rampart run` (built beside this binary) on a GROUPS x RULES
+    /// model, with idle adaptive and busy.
+    Api {
+        /// Groups in the model. Default 100.
+        #[arg(long, default_value_t = 100)]
+        groups: usize,
+        /// Rules per group. Default 100.
+        #[arg(long, default_value_t = 100)]
+        rules: usize,
+        /// Interfaces, each bound to up to three groups. Default 1000.
+        #[arg(long, default_value_t = 1000)]
+        interfaces: usize,
+        /// Changes to time (half additions, half deletions). Default 200.
+        #[arg(long, default_value_t = 200)]
+        changes: usize,
         /// Print one JSON object per result instead of the table.
         #[arg(long)]
         json: bool,
@@ -237,6 +257,28 @@ fn run(cli: Cli) -> Result<()> {
                 }
             } else {
                 print!("{}", wakeup::render(&reports));
+            }
+            Ok(())
+        }
+        Command::Api {
+            groups,
+            rules,
+            interfaces,
+            changes,
+            json,
+        } => {
+            let reports = api::run(api::Plan {
+                groups,
+                rules_per_group: rules,
+                interfaces,
+                changes,
+            })?;
+            if json {
+                for r in &reports {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", api::render(&reports));
             }
             Ok(())
         }

@@ -1,0 +1,223 @@
+//! API call to enforced in the dataplane: the latency of one-rule changes
+//! through the running appliance's REST API, on a model of `groups` x
+//! `rules_per_group` rules (the model of [`crate::update`]).
+//!
+//! It runs the real daemon (`rampart run`, the binary built beside this one)
+//! in a namespace between two veth pairs, loads the model with `PUT /v1/model`,
+//! then times `changes` requests alternately adding a rule to a group and
+//! deleting it again: each answer comes only when every worker runs the new
+//! snapshot, so the time is call-to-enforced. Once with `idle = adaptive`
+//! (workers asleep between changes, woken by their doorbell) and once with
+//! `idle = busy`. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::netns::{spawn_in, veth, Namespaces};
+use crate::update;
+
+/// How to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub groups: usize,
+    pub rules_per_group: usize,
+    pub interfaces: usize,
+    pub changes: usize,
+}
+
+/// One result; the JSON line has exactly these fields.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub idle: String,
+    pub groups: usize,
+    pub rules: usize,
+    pub interfaces: usize,
+    pub changes: usize,
+    /// `PUT /v1/model` of the whole model, milliseconds.
+    pub load_ms: f64,
+    /// One-rule change, call to enforced answer, milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// The `rampart` binary beside this one (`cargo build --release -p rampart-control`).
+pub fn rampart_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("rampart");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p rampart-control)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(bin: &Path, ns: &str, idle: &str) -> Result<Daemon> {
+    let dir = std::env::temp_dir().join(format!("rampart-bench-api-{}-{idle}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("rampart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[appliance]\nport_a = \"a0\"\nport_b = \"b0\"\nidle = \"{idle}\"\n\n[[vpc]]\nname = \"prod\"\n"
+        ),
+    )?;
+    let out = std::fs::File::create(dir.join("stdout"))?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bin)
+        .args(["run", "-c"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(std::fs::File::create(dir.join("stderr"))?))
+        .spawn()
+        .context("starting rampart")?;
+    let mut d = Daemon { child, dir };
+    let started = Instant::now();
+    while !std::fs::read_to_string(d.dir.join("stdout"))?.contains("running") {
+        if let Some(status) = d.child.try_wait()? {
+            let err = std::fs::read_to_string(d.dir.join("stderr")).unwrap_or_default();
+            bail!("rampart exited ({status}) before running: {err}");
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("rampart did not start within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(d)
+}
+
+fn call(agent: &ureq::Agent, token: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    let url = format!("http://127.0.0.1:9740{path}");
+    let auth = format!("Bearer {token}");
+    let mut resp = match (method, body) {
+        ("DELETE", _) => agent.delete(&url).header("Authorization", &auth).call(),
+        ("PUT", Some(b)) => agent.put(&url).header("Authorization", &auth).send(b.to_string()),
+        ("POST", Some(b)) => agent
+            .post(&url)
+            .header("Authorization", &auth)
+            .send(b.to_string()),
+        _ => agent.get(&url).header("Authorization", &auth).call(),
+    }
+    .map_err(|e| anyhow!("{method} {path}: {e}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().with_config().limit(256 << 20).read_to_string()?;
+    if status != 200 {
+        bail!("{method} {path}: {status} {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs the measurement.
+pub fn run(plan: Plan) -> Result<Vec<Report>> {
+    if plan.groups < 2 || plan.rules_per_group == 0 || plan.changes < 2 {
+        bail!("--groups must be at least 2, --rules at least 1, --changes at least 2");
+    }
+    let bin = rampart_binary()?;
+    let ns = Namespaces::create(&format!("rbapi{}", std::process::id() % 100_000), &["fw", "peer"])?;
+    veth(ns.get("peer"), "p0", None, ns.get("fw"), "a0")?;
+    veth(ns.get("peer"), "p1", None, ns.get("fw"), "b0")?;
+    let doc = update::document(update::Plan {
+        groups: plan.groups,
+        rules_per_group: plan.rules_per_group,
+        interfaces: plan.interfaces,
+        changes: plan.changes,
+    });
+    let mut reports = Vec::new();
+    for idle in ["adaptive", "busy"] {
+        let daemon = start(&bin, ns.get("fw"), idle)?;
+        let token = std::fs::read_to_string(daemon.dir.join("state/token"))?
+            .trim()
+            .to_owned();
+        let doc = doc.clone();
+        let (load_ms, mut times) = spawn_in(ns.get("fw"), None, move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into();
+            let t = Instant::now();
+            call(&agent, &token, "PUT", "/v1/model", Some(&doc))?;
+            let load_ms = t.elapsed().as_secs_f64() * 1e3;
+            let mut times = Vec::with_capacity(plan.changes);
+            for c in 0..plan.changes / 2 {
+                let rules = format!("/v1/vpcs/prod/security-groups/g{}/rules", (c * 37) % plan.groups);
+                let rule = json!({ "direction": "ingress", "protocol": "udp", "ports": 20000 + c });
+                let t = Instant::now();
+                let added = call(&agent, &token, "POST", &rules, Some(&rule))?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                let id = added["ids"][0]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no rule id in {added}"))?;
+                let t = Instant::now();
+                call(&agent, &token, "DELETE", &format!("{rules}/{id}"), None)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok((load_ms, times))
+        })
+        .join()
+        .map_err(|_| anyhow!("client panicked"))??;
+        drop(daemon);
+        times.sort_by(f64::total_cmp);
+        reports.push(Report {
+            idle: idle.to_owned(),
+            groups: plan.groups,
+            rules: plan.groups * plan.rules_per_group,
+            interfaces: plan.interfaces,
+            changes: times.len(),
+            load_ms,
+            p50_ms: percentile(&times, 0.5),
+            p99_ms: percentile(&times, 0.99),
+            max_ms: times[times.len() - 1],
+        });
+    }
+    Ok(reports)
+}
+
+/// The table.
+pub fn render(reports: &[Report]) -> String {
+    let mut s = String::from(
+        "one-rule changes through the REST API of a running rampart, answered when every worker enforces them\n",
+    );
+    s.push_str(&format!(
+        "{:<9} {:>7} {:>7} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}\n",
+        "idle", "groups", "rules", "interfaces", "changes", "load ms", "p50 ms", "p99 ms", "max ms"
+    ));
+    for r in reports {
+        s.push_str(&format!(
+            "{:<9} {:>7} {:>7} {:>10} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2}\n",
+            r.idle, r.groups, r.rules, r.interfaces, r.changes, r.load_ms, r.p50_ms, r.p99_ms, r.max_ms
+        ));
+    }
+    s
+}
