@@ -4,10 +4,13 @@
 # - building xsk-rs (libxdp and libbpf from source): clang llvm m4 make gcc
 #   libelf-dev zlib1g-dev pkg-config, and libpcap-dev;
 # - the namespace tests and the demo: iproute2 ethtool iputils-ping curl
-#   python3 (the demo's web server), nftables.
+#   python3 (the demo's web server), nftables;
+# - the metrics tests: prometheus (its server and promtool; the tests start
+#   their own server inside a namespace, so the package's service is kept
+#   from starting while installing).
 set -euo pipefail
 packages=(clang llvm m4 make gcc libc6-dev libelf-dev zlib1g-dev libpcap-dev pkg-config
-  iproute2 ethtool iputils-ping curl python3 nftables)
+  iproute2 ethtool iputils-ping curl python3 nftables prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,5 +21,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -q
+  # No service starts during the install (prometheus would listen on :9090).
+  policy=/usr/sbin/policy-rc.d
+  added_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+    "${sudo_cmd[@]}" chmod 755 "$policy"
+    added_policy=1
+    trap '"${sudo_cmd[@]}" rm -f "$policy"' EXIT
+  fi
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

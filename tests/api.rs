@@ -265,3 +265,133 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Starts a real Prometheus server in namespace `ns` scraping the API's
+/// `/metrics` every second; killed when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Prometheus {
+    fn start(ns: &str, dir: &std::path::Path) -> Prometheus {
+        let dir = dir.join("prometheus");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: rampart\n    static_configs:\n      - targets: ['127.0.0.1:9740']\n",
+        )
+        .expect("config");
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "prometheus"])
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg("--web.listen-address=127.0.0.1:9090")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).expect("log"))
+            .spawn()
+            .expect("prometheus (Debian package prometheus, installed by scripts/install-deps.sh)");
+        Prometheus { child, dir }
+    }
+
+    /// The value of an instant query that returns one series, once it does.
+    fn query(&self, ns: &str, promql: &str) -> Option<f64> {
+        let url = format!(
+            "http://127.0.0.1:9090/api/v1/query?query={}",
+            promql.bytes().map(|b| format!("%{b:02X}")).collect::<String>()
+        );
+        netns::in_ns(ns, move || {
+            let mut resp = ureq::get(&url).call().ok()?;
+            let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
+            v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+        })
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
+    let Some(t) = network("prom") else { return };
+    let dir = dir("prom");
+    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    let api = Client::new(&t.fw, &dir);
+    let (_, web) = api.get("/v1/vpcs/t/security-groups/web");
+    let port80 = web["rules"][0]["id"].as_str().expect("rule id").to_owned();
+    assert!(
+        web["rules"][0]["text"]
+            .as_str()
+            .is_some_and(|r| r.contains("port 80")),
+        "{web}"
+    );
+
+    // Known traffic: five connections to 80 (allowed by that rule), three
+    // SYNs to 8080 (denied; the 700 ms wait is shorter than a SYN retry).
+    for _ in 0..5 {
+        assert!(reaches(&t, 80));
+    }
+    for _ in 0..3 {
+        assert!(!reaches(&t, 8080));
+    }
+    let (status, text) = api.raw("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let text = text.as_str().expect("the text format").to_owned();
+    let rule_line = format!("rampart_rule_flows_created_total{{rule=\"{port80}\"}} 5");
+    assert!(text.contains(&rule_line), "{rule_line} in:\n{text}");
+    assert!(
+        text.contains("rampart_drops_total{reason=\"denied\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rampart_xsk_events_total{event=\"rx_dropped\",port=\"a0\",queue=\"0\"}"),
+        "{text}"
+    );
+
+    // promtool (Debian's prometheus package) accepts the exposition.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    std::io::Write::write_all(&mut promtool.stdin.take().expect("stdin"), text.as_bytes()).expect("write");
+    let checked = promtool.wait_with_output().expect("promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // A real Prometheus scrapes it and answers with the same numbers.
+    let prom = Prometheus::start(&t.fw, &dir);
+    let wanted = [
+        (
+            format!("rampart_rule_flows_created_total{{rule=\"{port80}\"}}"),
+            5.0,
+        ),
+        ("rampart_drops_total{reason=\"denied\"}".to_owned(), 3.0),
+        ("sum(rampart_flows_created_total)".to_owned(), 5.0),
+        ("rampart_build_info".to_owned(), 1.0),
+    ];
+    for (promql, want) in wanted {
+        let started = std::time::Instant::now();
+        let mut got = None;
+        while started.elapsed() < Duration::from_secs(30) && got != Some(want) {
+            got = prom.query(&t.fw, &promql);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let log = std::fs::read_to_string(prom.dir.join("log")).unwrap_or_default();
+        assert_eq!(got, Some(want), "{promql}; prometheus log:\n{log}");
+    }
+    drop(prom);
+    assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}

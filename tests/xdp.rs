@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_dataplane::engine::{poll_loop, Idle, Passthrough};
+use rampart_dataplane::engine::{poll_loop, Idle, Links, Passthrough};
 use rampart_dataplane::xdp::{Io, PortOptions};
 use support::netns::{run, Topology, PORT_A, PORT_B};
 
@@ -31,7 +31,7 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
                 Io::open(&[PORT_A, PORT_B], 0, FRAMES, &PortOptions::default()).expect("AF_XDP sockets");
             let infos: Vec<String> = io.ports().iter().map(|p| p.info().to_string()).collect();
             let mut stage = Passthrough::default();
-            let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, None, None);
+            let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, Links::default());
             (infos, stage.frames, report)
         })
     };
@@ -122,6 +122,7 @@ fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
             core: None,
             handoff: None,
             bell: None,
+            stats: None,
         };
         Engine::start(vec![spec], Idle::Adaptive).expect("start")
     });

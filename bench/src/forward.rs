@@ -37,7 +37,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use rampart_control::compile::Compiler;
 use rampart_control::config::Config;
-use rampart_dataplane::engine::{poll_loop, Bridge, Idle, Passthrough, Policy, Stage};
+use rampart_dataplane::engine::{poll_loop, Bridge, Idle, Links, Passthrough, Policy, Stage};
 use rampart_dataplane::wire::build::Spec;
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker, BATCH};
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
@@ -231,7 +231,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
                     let mut io = Io::open(&["a0", "b0"], 0, 8192, &opts)?;
                     let info = io.ports()[0].info().clone();
                     let mut stage = stage;
-                    let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, None, None);
+                    let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, Links::default());
                     Ok((info, report))
                 })
             };

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rampart_control::config::Config;
-use rampart_dataplane::engine::{poll_loop, Idle, ADAPTIVE_SPIN};
+use rampart_dataplane::engine::{poll_loop, Idle, Links, ADAPTIVE_SPIN};
 use rampart_dataplane::wire::build::Spec;
 use rampart_dataplane::worker::BATCH;
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
@@ -148,7 +148,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
                 spawn_in(topo.fw(), fw_core, move || {
                     let mut io = Io::open(&["a0", "b0"], 0, 8192, &opts)?;
                     let mut stage = stage;
-                    Ok(poll_loop(&mut io, &mut stage, idle, &stop, None, None))
+                    Ok(poll_loop(&mut io, &mut stage, idle, &stop, Links::default()))
                 })
             };
             thread::sleep(Duration::from_millis(300));

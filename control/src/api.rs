@@ -41,6 +41,7 @@ use tokio::sync::Mutex;
 use crate::compile::Compiler;
 use crate::config::{Config, Summary};
 use crate::explain;
+use crate::metrics::Metrics;
 use crate::model::{
     eval, ErrorCode, Errors, GroupSpec, GroupUpdate, InterfaceSpec, Model, ModelError, PrefixListSpec,
     RuleSpec, VpcSpec,
@@ -163,6 +164,17 @@ impl Control {
 pub struct Api {
     pub control: Mutex<Control>,
     pub token: String,
+    pub metrics: Metrics,
+}
+
+impl Api {
+    /// Records a change's compile time and its call-to-enforced latency.
+    fn observe(&self, applied: Applied, called: Instant) {
+        self.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
+        self.metrics
+            .update_seconds
+            .observe(called.elapsed().as_secs_f64());
+    }
 }
 
 /// An error answer.
@@ -355,6 +367,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -382,15 +395,18 @@ pub fn serve(
                     if hup.swap(false, Ordering::Relaxed) {
                         let mut c = api.control.lock().await;
                         match c.reload(false) {
-                            Ok((applied, note)) => log(format!(
-                            "reloaded {}: {}; snapshot generation {} ({} group sets rebuilt) in {:.1} ms{}",
-                            c.config_path.display(),
-                            Summary::of(&c.config.model),
-                            applied.generation,
-                            applied.rebuilt,
-                            applied.compile_ms,
-                            if note.is_empty() { String::new() } else { format!("; {note}") }
-                        )),
+                            Ok((applied, note)) => {
+                                api.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
+                                log(format!(
+                                    "reloaded {}: {}; snapshot generation {} ({} group sets rebuilt) in {:.1} ms{}",
+                                    c.config_path.display(),
+                                    Summary::of(&c.config.model),
+                                    applied.generation,
+                                    applied.rebuilt,
+                                    applied.compile_ms,
+                                    if note.is_empty() { String::new() } else { format!("; {note}") }
+                                ));
+                            }
                             Err(e) => log(e.body["message"].as_str().unwrap_or("reload refused").to_owned()),
                         }
                     }
@@ -425,6 +441,14 @@ async fn health(State(api): State<Arc<Api>>) -> Json<Value> {
     }))
 }
 
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        api.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn version() -> Json<Value> {
     Json(json!({ "name": "rampart", "version": env!("CARGO_PKG_VERSION") }))
 }
@@ -432,11 +456,13 @@ async fn version() -> Json<Value> {
 /// Applies `change` to a copy of the model; on success saves, publishes and
 /// waits for enforcement, answering `extra` plus the generation.
 async fn mutate(api: &Api, change: impl FnOnce(&mut Model) -> Result<Value, Errors>) -> Answer {
+    let called = Instant::now();
     let mut c = api.control.lock().await;
     let mut model = c.config.model.clone();
     let extra = change(&mut model)?;
     let applied = c.publish(model, false)?;
     wait_enforced(&c, applied).await?;
+    api.observe(applied, called);
     let mut body = json!({ "generation": applied.generation, "enforced": true });
     if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
         b.extend(e);
@@ -588,6 +614,7 @@ struct ModelDocument {
 }
 
 async fn put_model(State(api): State<Arc<Api>>, Body(doc): Body<ModelDocument>) -> Answer {
+    let called = Instant::now();
     let mut c = api.control.lock().await;
     let mut text = json!({
         "vpc": doc.vpc, "prefix_list": doc.prefix_list,
@@ -603,6 +630,7 @@ async fn put_model(State(api): State<Arc<Api>>, Body(doc): Body<ModelDocument>) 
     let changes = Summary::diff(&c.config.model, &new.model);
     let applied = c.publish(new.model, false)?;
     wait_enforced(&c, applied).await?;
+    api.observe(applied, called);
     Ok(Json(
         json!({ "generation": applied.generation, "enforced": true, "changed": changes }),
     ))
@@ -622,9 +650,11 @@ async fn reload(State(api): State<Arc<Api>>, body: Bytes) -> Answer {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?
     };
+    let called = Instant::now();
     let mut c = api.control.lock().await;
     let (applied, note) = c.reload(req.force)?;
     wait_enforced(&c, applied).await?;
+    api.observe(applied, called);
     Ok(Json(
         json!({ "generation": applied.generation, "enforced": true, "note": note }),
     ))

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rampart_dataplane::engine::{Engine, Idle, Policy, WorkerSpec};
+use rampart_dataplane::engine::{Engine, Idle, LoopStats, Policy, WorkerSpec};
 use rampart_dataplane::handoff::{Doorbell, Handoff};
 use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
@@ -37,6 +37,7 @@ const HANDOFF_DEPTH: usize = 4096;
 use crate::api::{self, Api, Control};
 use crate::compile::Compiler;
 use crate::config::{Config, ConfigError, Summary};
+use crate::metrics::{Metrics, Sources};
 use crate::replay::render;
 use crate::state::StateDir;
 
@@ -206,10 +207,19 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     } else {
         (vec![None], None)
     };
+    let mut loops = Vec::new();
+    let mut sockets = Vec::new();
     for (queue, core) in cores.iter().enumerate() {
         let io = Io::open(&ports, queue as u32, umem_frames(&appliance), &port_opts)
             .map_err(|e| setup(e.to_string()))?;
         port_lines.extend(io.ports().iter().map(|p| p.info().to_string()));
+        sockets.extend(
+            io.ports()
+                .iter()
+                .map(|p| (p.info().interface.clone(), queue as u32, p.fd())),
+        );
+        let stats = Arc::new(LoopStats::default());
+        loops.push(Arc::clone(&stats));
         let worker = Worker::new(WorkerConfig {
             max_frame: appliance.max_frame(),
             ..WorkerConfig::for_capacity(capacity)
@@ -224,6 +234,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             core: Some(*core as usize),
             handoff: handoffs[queue].take(),
             bell: Some(Arc::clone(&bells[queue])),
+            stats: Some(stats),
         });
     }
 
@@ -282,6 +293,13 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             enforce_timeout: api::ENFORCE_TIMEOUT,
         }),
         token,
+        metrics: Metrics::new(Sources {
+            counters: counters.clone(),
+            loops,
+            handoff: handoff_view.clone(),
+            sockets,
+            snapshots: Arc::clone(&snapshots),
+        }),
     });
     let control = {
         let (api, stop, hup) = (Arc::clone(&api), Arc::clone(&control_stop), Arc::clone(&hup));

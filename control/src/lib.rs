@@ -17,6 +17,7 @@ pub mod compile;
 pub mod config;
 pub mod daemon;
 pub mod explain;
+pub mod metrics;
 pub mod model;
 pub mod replay;
 pub mod settings;

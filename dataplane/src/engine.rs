@@ -13,7 +13,7 @@
 //! [`ADAPTIVE_SPIN`] after the last frame, then sleeps in `poll(2)` on the
 //! sockets, which the kernel wakes as soon as a frame arrives.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -132,6 +132,33 @@ impl Stage for Bridge {
     }
 }
 
+/// What a worker's poll loop reports while it runs (single writer: the
+/// worker; read by the metrics collector at scrape time).
+#[derive(Debug, Default)]
+pub struct LoopStats {
+    /// Time spent in loop rounds that had frames to handle.
+    pub busy_ns: AtomicU64,
+    /// Forwarded frames dropped because a TX ring was full.
+    pub tx_ring_full: AtomicU64,
+    /// Sleeps in `poll(2)` (adaptive idle).
+    pub sleeps: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.store(c.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+/// What connects a worker's loop to the others and to the control thread.
+#[derive(Debug, Default)]
+pub struct Links<'a> {
+    /// The hand-off, when there are several workers.
+    pub handoff: Option<&'a mut Handoff>,
+    /// Rung to wake the worker from an adaptive sleep.
+    pub bell: Option<&'a Doorbell>,
+    /// Where the loop reports its busy time and ring losses.
+    pub stats: Option<&'a LoopStats>,
+}
+
 const SIDES: [Side; 2] = [Side::A, Side::B];
 
 /// Runs the poll loop until `stop` is set, then waits (briefly) for frames
@@ -145,9 +172,13 @@ pub fn poll_loop<S: Stage>(
     stage: &mut S,
     idle: Idle,
     stop: &AtomicBool,
-    mut handoff: Option<&mut Handoff>,
-    bell: Option<&Doorbell>,
+    links: Links<'_>,
 ) -> PoolReport {
+    let Links {
+        mut handoff,
+        bell,
+        stats,
+    } = links;
     let clock = Instant::now();
     let now = || clock.elapsed().as_nanos() as u64;
     let mut descs = [FrameDesc::default(); BATCH];
@@ -155,6 +186,7 @@ pub fn poll_loop<S: Stage>(
     let mut idle_since: Option<u64> = None;
     let mut last_housekeeping = 0;
     while !stop.load(Ordering::Relaxed) {
+        let round = now();
         let mut received = 0;
         for (p, &side) in SIDES.iter().enumerate().take(io.ports().len()) {
             io.refill(p, 0);
@@ -189,6 +221,10 @@ pub fn poll_loop<S: Stage>(
         }
         io.reap();
         if received > 0 {
+            if let Some(st) = stats {
+                bump(&st.busy_ns, now().saturating_sub(round));
+                st.tx_ring_full.store(io.tx_ring_full(), Ordering::Relaxed);
+            }
             idle_since = None;
             continue;
         }
@@ -216,6 +252,9 @@ pub fn poll_loop<S: Stage>(
                         // Until a socket has a frame, the doorbell rings, or
                         // the timeout (to look at `stop` and sweep again).
                         io.wait(IDLE_WAIT_MS, bell.map(Doorbell::fd));
+                        if let Some(st) = stats {
+                            bump(&st.sleeps, 1);
+                        }
                     }
                     if let Some(b) = bell {
                         b.awake();
@@ -326,6 +365,8 @@ pub struct WorkerSpec<S> {
     /// Rung to wake the worker from an adaptive sleep (by the hand-off and
     /// by the control thread after publishing a snapshot).
     pub bell: Option<Arc<Doorbell>>,
+    /// Where the worker reports its busy time and ring losses.
+    pub stats: Option<Arc<LoopStats>>,
 }
 
 /// How a worker ended.
@@ -380,18 +421,17 @@ impl<S: Stage + Send + 'static> Engine<S> {
                         core,
                         mut handoff,
                         bell,
+                        stats,
                     } = spec;
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core });
                     }
-                    let report = poll_loop(
-                        &mut io,
-                        &mut stage,
-                        idle,
-                        &stop,
-                        handoff.as_mut(),
-                        bell.as_deref(),
-                    );
+                    let links = Links {
+                        handoff: handoff.as_mut(),
+                        bell: bell.as_deref(),
+                        stats: stats.as_deref(),
+                    };
+                    let report = poll_loop(&mut io, &mut stage, idle, &stop, links);
                     (report, stage)
                 })?;
             handles.push(handle);

@@ -611,6 +611,11 @@ impl Io {
         unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
     }
 
+    /// Forwarded frames dropped so far because a TX ring was full.
+    pub fn tx_ring_full(&self) -> u64 {
+        self.ports.iter().map(|p| p.tx_ring_full).sum()
+    }
+
     /// Frames still on TX rings.
     pub fn in_tx(&self) -> u32 {
         self.ports.iter().map(|p| p.in_tx).sum()
@@ -784,6 +789,37 @@ fn set_busy_poll(fd: i32) -> bool {
     set(SO_PREFER_BUSY_POLL, 1)
         && set(libc::SO_BUSY_POLL, 20)
         && set(SO_BUSY_POLL_BUDGET, BATCH as libc::c_int)
+}
+
+/// A socket's `XDP_STATISTICS`, read by descriptor (from another thread
+/// than the worker's, e.g. a metrics scrape).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+/// The statistics of the AF_XDP socket `fd`; `None` if it is not one (any
+/// more).
+pub fn socket_stats(fd: i32) -> Option<SocketStats> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_STATISTICS: libc::c_int = 7;
+    let mut raw = [0u64; 6];
+    let mut len = size_of_val(&raw) as libc::socklen_t;
+    // SAFETY: `raw` is writable for `len` bytes; the kernel writes at most that.
+    let rc = unsafe { libc::getsockopt(fd, SOL_XDP, XDP_STATISTICS, raw.as_mut_ptr().cast(), &mut len) };
+    (rc == 0).then_some(SocketStats {
+        rx_dropped: raw[0],
+        rx_invalid_descs: raw[1],
+        tx_invalid_descs: raw[2],
+        rx_ring_full: raw[3],
+        rx_fill_ring_empty_descs: raw[4],
+        tx_ring_empty_descs: raw[5],
+    })
 }
 
 /// Sets or clears promiscuous mode on an interface; returns whether it was on
