@@ -395,3 +395,108 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `rampart ctl ARGS` inside namespace `ns`: exit code, stdout, stderr.
+fn ctl(ns: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, support::daemon::BIN, "ctl", "--token-file"])
+        .arg(dir.join("state/token"))
+        .args(args)
+        .output()
+        .expect("run rampart ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ctl_drives_the_live_model_with_tables_and_json() {
+    let Some(t) = network("ctl") else { return };
+    let dir = dir("ctl");
+    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    let (code, out, err) = ctl(&t.fw, &dir, &["health"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: generation 1"), "{out}");
+
+    let add = [
+        "rule",
+        "add",
+        "--vpc",
+        "t",
+        "--group",
+        "web",
+        "--direction",
+        "ingress",
+        "--protocol",
+        "tcp",
+    ];
+    let (code, out, err) = ctl(&t.fw, &dir, &[&add[..], &["--ports", "8080"]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("added sgr-"), "{out}");
+    assert!(reaches(&t, 8080));
+    let (code, out, _) = ctl(&t.fw, &dir, &["group", "show", "--vpc", "t", "web"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("RULE") && out.contains("tcp port 8080"), "{out}");
+
+    // Refused by the appliance: exit 1, its message (naming the field) on stderr.
+    let (code, out, err) = ctl(&t.fw, &dir, &[&add[..], &["--ports", "99999"]].concat());
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("ports") && err.contains("(400)"), "{err}");
+
+    let (code, out, _) = ctl(&t.fw, &dir, &["--json", "vpcs"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(out.trim()).expect("--json prints JSON");
+    assert_eq!(v["vpcs"][0]["name"], "t");
+
+    let (code, out, _) = ctl(
+        &t.fw,
+        &dir,
+        &["explain", "tcp", "198.18.0.1:4000", "->", "198.18.0.20:8080"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, _, _) = ctl(
+        &t.fw,
+        &dir,
+        &["explain", "tcp", "198.18.0.1:4000", "->", "198.18.0.20:9999"],
+    );
+    assert_eq!(code, 1, "denied: exit 1");
+
+    let (code, out, _) = ctl(&t.fw, &dir, &["stats"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("PORT") && out.contains("tcp port 8080"), "{out}");
+
+    // apply -f: the file's model replaces the live one; 8080 closes.
+    let file = dir.join("rampart.toml");
+    let (code, out, err) = ctl(&t.fw, &dir, &["apply", "-f", file.to_str().expect("path")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("rules") && out.contains("enforced at generation"),
+        "{out}"
+    );
+    assert!(!reaches(&t, 8080));
+
+    // A wrong token is refused (1); an unreachable appliance is exit 2.
+    std::fs::write(dir.join("bad-token"), "not-the-token-not-the-token").expect("write");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.fw,
+            support::daemon::BIN,
+            "ctl",
+            "--token-file",
+        ])
+        .arg(dir.join("bad-token"))
+        .arg("vpcs")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(401)"));
+    let (code, _, err) = ctl(&t.fw, &dir, &["--url", "http://127.0.0.1:1", "vpcs"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot reach rampart"), "{err}");
+    assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -322,6 +322,7 @@ async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response
 pub fn router(api: Arc<Api>) -> Router {
     let v1 = Router::new()
         .route("/version", get(version))
+        .route("/stats", get(stats))
         .route("/model", get(get_model).put(put_model))
         .route("/reload", post(reload))
         .route("/explain", post(explain_packet))
@@ -447,6 +448,53 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         api.metrics.render(),
     )
         .into_response()
+}
+
+async fn stats(State(api): State<Arc<Api>>) -> Json<Value> {
+    let c = api.control.lock().await;
+    let t = rampart_dataplane::stats::Totals::sum(c.counters.iter().map(|w| &**w));
+    let m = &c.config.model;
+    let ports: Vec<Value> = ["a", "b"]
+        .iter()
+        .zip(&t.ports)
+        .map(|(name, p)| {
+            json!({
+                "port": name, "received": p.rx_packets, "received_bytes": p.rx_bytes,
+                "forwarded": p.forwarded_packets, "forwarded_bytes": p.forwarded_bytes,
+                "dropped": p.dropped_packets, "dropped_bytes": p.dropped_bytes,
+            })
+        })
+        .collect();
+    let drops: serde_json::Map<String, Value> = rampart_dataplane::reason::DropReason::ALL
+        .iter()
+        .filter(|r| t.drop_count(**r) > 0)
+        .map(|r| (r.name().to_owned(), json!(t.drop_count(*r))))
+        .collect();
+    let mut rules: Vec<Value> = t
+        .rules
+        .iter()
+        .map(|(id, hits)| {
+            let found = m
+                .groups()
+                .flat_map(|g| g.rules.iter().map(move |r| (g, r)))
+                .find(|(_, r)| r.id.0 == *id);
+            json!({
+                "id": format!("sgr-{id}"),
+                "group": found.map(|(g, _)| g.name.clone()),
+                "text": found.map(|(_, r)| m.rule_text(r)),
+                "flows": hits,
+            })
+        })
+        .collect();
+    rules.sort_by_key(|r| std::cmp::Reverse(r["flows"].as_u64().unwrap_or(0)));
+    Json(json!({
+        "ports": ports, "drops": drops,
+        "flows": { "active": t.flows_active, "capacity": t.flows_capacity, "created": t.flows_created,
+                   "expired": t.flows_expired, "evicted": t.flows_evicted, "revoked": t.flows_revoked },
+        "related_icmp": t.related, "arp_nd": t.unevaluated,
+        "generation": c.snapshots.load().generation, "enforced_generation": c.enforced_generation(),
+        "workers": c.counters.len(), "rules": rules, "rules_other": t.rules_other,
+    }))
 }
 
 async fn version() -> Json<Value> {

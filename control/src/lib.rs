@@ -15,6 +15,7 @@ pub mod api;
 pub mod appliance;
 pub mod compile;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod explain;
 pub mod metrics;

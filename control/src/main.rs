@@ -108,6 +108,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Drive a running appliance through its REST API (docs/api.md).
+    Ctl(rampart_control::ctl::CtlArgs),
 }
 
 /// Exit code for bad input, shared by every subcommand (and clap's own errors).
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
             dropped,
             side_a,
         } => run_replay(&config, pcap, allowed, dropped, &side_a),
+        Command::Ctl(args) => rampart_control::ctl::run(&args),
         Command::Run {
             config,
             stats_every,
