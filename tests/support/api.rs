@@ -30,6 +30,18 @@ impl Client {
     /// One request with `token` (none: no Authorization header); the status
     /// and the body (JSON, or a string if it is not JSON).
     pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, Value) {
+        self.try_raw(method, path, token, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Client::raw`], with transport errors (the daemon is down) as `Err`.
+    pub fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), String> {
         let url = format!("{BASE}{path}");
         let auth = token.map(|t| format!("Bearer {t}"));
         let method = method.to_owned();
@@ -63,7 +75,7 @@ impl Client {
                     .send(&body[..]),
                 other => panic!("method {other}"),
             };
-            let mut resp = resp.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let mut resp = resp.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
             let text = resp
                 .body_mut()
@@ -71,7 +83,7 @@ impl Client {
                 .limit(64 << 20)
                 .read_to_string()
                 .unwrap_or_default();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
         })
     }
 
