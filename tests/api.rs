@@ -718,3 +718,136 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Every endpoint not exercised above, each with its effect checked through
+/// another endpoint (and, where it changes what passes, through traffic).
+#[test]
+fn every_endpoint_does_what_it_says() {
+    let Some(t) = network("every") else { return };
+    let dir = dir("every");
+    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    let api = Client::new(&t.fw, &dir);
+    let ok = |(status, v): (u16, Value)| -> Value {
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+
+    assert_eq!(ok(api.get("/v1/version"))["name"], "rampart");
+    let model = ok(api.get("/v1/model"));
+    assert_eq!(model["from_file"], true);
+    assert_eq!(model["interfaces"][0]["name"], "web-1");
+
+    // VPCs: create, show, update, delete.
+    let v = ok(api.send("POST", "/v1/vpcs", &json!({ "name": "lab", "vlan": 300 })));
+    assert!(v["id"].as_str().is_some_and(|id| id.starts_with("vpc-")), "{v}");
+    assert_eq!(ok(api.get("/v1/vpcs/lab"))["vlan"], 300);
+    ok(api.send(
+        "PUT",
+        "/v1/vpcs/lab",
+        &json!({ "name": "lab", "vlan": 301, "description": "x" }),
+    ));
+    assert_eq!(ok(api.get("/v1/vpcs/lab"))["vlan"], 301);
+    assert_eq!(
+        ok(api.get("/v1/model"))["from_file"],
+        false,
+        "changed through the API"
+    );
+
+    // Prefix lists: create, list, show, update, delete.
+    let pl = "/v1/vpcs/t/prefix-lists";
+    ok(api.send(
+        "POST",
+        pl,
+        &json!({ "name": "clients", "cidrs": ["198.18.0.0/28"] }),
+    ));
+    assert_eq!(ok(api.get(pl))["prefix_lists"][0]["name"], "clients");
+    ok(api.send(
+        "PUT",
+        &format!("{pl}/clients"),
+        &json!({ "name": "clients", "cidrs": ["198.18.0.0/30"] }),
+    ));
+    assert_eq!(
+        ok(api.get(&format!("{pl}/clients")))["cidrs"],
+        json!(["198.18.0.0/30"])
+    );
+
+    // Groups: patch, copy, replace rules (a prefix-list remote), update a rule.
+    let groups = "/v1/vpcs/t/security-groups";
+    ok(api.send(
+        "PATCH",
+        &format!("{groups}/web"),
+        &json!({ "description": "front" }),
+    ));
+    assert_eq!(ok(api.get(&format!("{groups}/web")))["description"], "front");
+    let copy = ok(api.send("POST", &format!("{groups}/web/copy"), &json!({ "name": "web2" })));
+    assert!(
+        copy["id"].as_str().is_some_and(|id| id.starts_with("sg-")),
+        "{copy}"
+    );
+    assert_eq!(
+        ok(api.get(groups))["security_groups"].as_array().map(Vec::len),
+        Some(3),
+        "default, web, web2"
+    );
+    let replaced = ok(api.send(
+        "PUT",
+        &format!("{groups}/web2/rules"),
+        &json!([{ "direction": "ingress", "protocol": "tcp", "ports": "8080", "remote": "prefix-list:clients" }]),
+    ));
+    let rule = replaced["ids"][0].as_str().expect("id").to_owned();
+    assert_eq!(
+        ok(api.get(&format!("{groups}/web2")))["rules"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // Interfaces: set groups (web + web2: 8080 opens for the prefix list).
+    let ifs = "/v1/vpcs/t/interfaces";
+    assert!(!reaches(&t, 8080));
+    ok(api.send("PUT", &format!("{ifs}/web-1/groups"), &json!(["web", "web2"])));
+    assert!(reaches(&t, 8080));
+    // Update the rule to another port: 8080 closes again.
+    ok(api.send(
+        "PUT",
+        &format!("{groups}/web2/rules/{rule}"),
+        &json!({ "direction": "ingress", "protocol": "tcp", "ports": "8081", "remote": "prefix-list:clients" }),
+    ));
+    assert!(!reaches(&t, 8080));
+    // The prefix list is in use; unbind web2, delete it, then the list.
+    let (status, v) = api.delete(&format!("{pl}/clients"));
+    assert_eq!((status, v["code"].as_str()), (409, Some("in_use")), "{v}");
+    ok(api.delete(&format!("{ifs}/web-1/groups/web2")));
+    assert_eq!(ok(api.get(&format!("{ifs}/web-1")))["groups"], json!(["web"]));
+    ok(api.delete(&format!("{groups}/web2")));
+    ok(api.delete(&format!("{pl}/clients")));
+
+    // Interfaces: create, list, update, delete.
+    ok(api.send(
+        "POST",
+        ifs,
+        &json!({ "name": "db-1", "addresses": ["198.18.0.30"], "groups": ["web"] }),
+    ));
+    assert_eq!(ok(api.get(ifs))["interfaces"].as_array().map(Vec::len), Some(2));
+    ok(api.send(
+        "PUT",
+        &format!("{ifs}/db-1"),
+        &json!({ "name": "db-1", "addresses": ["198.18.0.31"], "groups": ["web"] }),
+    ));
+    assert_eq!(
+        ok(api.get(&format!("{ifs}/db-1")))["addresses"],
+        json!(["198.18.0.31"])
+    );
+    ok(api.delete(&format!("{ifs}/db-1")));
+    let (status, _) = api.get(&format!("{ifs}/db-1"));
+    assert_eq!(status, 404);
+
+    ok(api.delete("/v1/vpcs/lab"));
+    let (status, _) = api.get("/v1/vpcs/lab");
+    assert_eq!(status, 404);
+    let (status, v) = api.get("/v1/nothing-here");
+    assert_eq!((status, v["code"].as_str()), (404, Some("no_route")), "{v}");
+    assert!(reaches(&t, 80));
+    assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}
