@@ -380,6 +380,10 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
         ("rampart_drops_total{reason=\"denied\"}".to_owned(), 3.0),
         ("sum(rampart_flows_created_total)".to_owned(), 5.0),
         ("rampart_build_info".to_owned(), 1.0),
+        (
+            "rampart_interface_decisions_total{interface=\"t/web-1\",direction=\"ingress\",verdict=\"dropped\"}".to_owned(),
+            3.0,
+        ),
     ];
     for (promql, want) in wanted {
         let started = std::time::Instant::now();

@@ -443,9 +443,19 @@ async fn health(State(api): State<Arc<Api>>) -> Json<Value> {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let names = {
+        let c = api.control.lock().await;
+        let m = &c.config.model;
+        m.interfaces()
+            .map(|i| {
+                let vpc = m.vpc(i.vpc).map_or("?", |v| v.name.as_str());
+                (i.id.0, format!("{vpc}/{}", i.name))
+            })
+            .collect()
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        api.metrics.render(),
+        api.metrics.render(names),
     )
         .into_response()
 }

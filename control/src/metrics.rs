@@ -9,8 +9,12 @@
 //! Cardinality is bounded: per worker and per port/queue series grow with the
 //! configured workers; `rampart_rule_flows_created_total` has one series per
 //! rule that decided a first packet, at most each worker's rule-hit table
-//! (16 384 slots), the rest summed under `rule="other"`.
+//! (16 384 slots), the rest summed under `rule="other"`; likewise
+//! `rampart_interface_decisions_total` has at most 16 384 (interface,
+//! direction, verdict) series per worker table, the rest under
+//! `interface="other"`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -24,7 +28,7 @@ use rampart_dataplane::engine::LoopStats;
 use rampart_dataplane::handoff::HandoffView;
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::snapshot::Snapshot;
-use rampart_dataplane::stats::{Counters, Totals};
+use rampart_dataplane::stats::{interface_of_key, Counters, Totals};
 use rampart_dataplane::xdp;
 
 /// Where the numbers come from.
@@ -49,6 +53,7 @@ struct Live {
     flows_created: IntCounterVec,
     flows_ended: IntCounterVec,
     rule_flows: IntCounterVec,
+    interfaces: IntCounterVec,
     related: IntCounterVec,
     unevaluated: IntCounterVec,
     worker_generation: IntGaugeVec,
@@ -59,6 +64,8 @@ struct Live {
     xsk: IntCounterVec,
     handoff: IntCounterVec,
     descs: Vec<Desc>,
+    /// Interface names by model id (`vpc/name`), set before each scrape.
+    names: Arc<std::sync::Mutex<HashMap<u32, String>>>,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -85,6 +92,11 @@ impl Live {
                 "First packets (and stateless packets) decided, by deciding rule; rule=\"other\" beyond the bounded table.",
                 &["rule"],
             ),
+            interfaces: counter(
+                "rampart_interface_decisions_total",
+                "First packets decided per protected interface and direction (its own ingress or egress policy), allowed or dropped; interface=\"other\" beyond the bounded table.",
+                &["interface", "direction", "verdict"],
+            ),
             related: counter("rampart_related_icmp_total", "ICMP errors passed as related to a connection.", &["worker"]),
             unevaluated: counter("rampart_arp_nd_total", "ARP and neighbour discovery frames passed unevaluated.", &["worker"]),
             worker_generation: gauge("rampart_worker_snapshot_generation", "The snapshot generation the worker runs.", &["worker"]),
@@ -110,6 +122,7 @@ impl Live {
                 &["worker", "event"],
             ),
             descs: Vec::new(),
+            names: Arc::default(),
         };
         let descs: Vec<Desc> = live
             .families()
@@ -130,6 +143,7 @@ impl Live {
             &self.flows_created,
             &self.flows_ended,
             &self.rule_flows,
+            &self.interfaces,
             &self.related,
             &self.unevaluated,
             &self.worker_generation,
@@ -150,6 +164,7 @@ impl Live {
             &self.flows_created,
             &self.flows_ended,
             &self.rule_flows,
+            &self.interfaces,
             &self.related,
             &self.unevaluated,
             &self.sleeps,
@@ -188,6 +203,24 @@ impl Live {
         self.rule_flows
             .with_label_values(&["other"])
             .inc_by(t.rules_other);
+        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
+        for (key, n) in &t.interfaces {
+            let (iface, egress, allowed) = interface_of_key(*key);
+            let name = names
+                .get(&iface)
+                .cloned()
+                .unwrap_or_else(|| format!("if-{iface}"));
+            let direction = if egress { "egress" } else { "ingress" };
+            let verdict = if allowed { "allowed" } else { "dropped" };
+            self.interfaces
+                .with_label_values(&[&name, direction, verdict])
+                .inc_by(*n);
+        }
+        if t.interfaces_other > 0 {
+            self.interfaces
+                .with_label_values(&["other", "any", "any"])
+                .inc_by(t.interfaces_other);
+        }
         for (i, c) in s.counters.iter().enumerate() {
             let w = i.to_string();
             let w = [w.as_str()];
@@ -269,6 +302,7 @@ impl Collector for Live {
 /// The registry and the histograms the control thread observes.
 pub struct Metrics {
     registry: Registry,
+    names: Arc<std::sync::Mutex<HashMap<u32, String>>>,
     /// Snapshot compile time, seconds.
     pub compile_seconds: Histogram,
     /// A change through the API or a reload, from the call to every worker
@@ -310,8 +344,10 @@ impl Metrics {
         )
         .expect("a valid metric");
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let live = Live::new(sources);
+        let names = Arc::clone(&live.names);
         for c in [
-            Box::new(Live::new(sources)) as Box<dyn Collector>,
+            Box::new(live) as Box<dyn Collector>,
             Box::new(compile_seconds.clone()),
             Box::new(update_seconds.clone()),
             Box::new(info),
@@ -320,13 +356,17 @@ impl Metrics {
         }
         Metrics {
             registry,
+            names,
             compile_seconds,
             update_seconds,
         }
     }
 
-    /// The text exposition.
-    pub fn render(&self) -> String {
+    /// The text exposition; `names` labels interfaces by model id.
+    pub fn render(&self, names: HashMap<u32, String>) -> String {
+        if let Ok(mut n) = self.names.lock() {
+            *n = names;
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

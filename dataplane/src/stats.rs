@@ -72,6 +72,21 @@ pub struct Counters {
     pub batches: Counter,
     /// Rule evaluations by deciding rule.
     pub rules: RuleHits,
+    /// First-packet decisions per protected interface and direction, keyed
+    /// by [`interface_key`].
+    pub interfaces: RuleHits,
+}
+
+/// The key of an interface's decision counter: its model id, the direction
+/// (ingress: its own ingress policy; egress: its egress policy) and whether
+/// that policy allowed the packet.
+pub fn interface_key(interface: u32, egress: bool, allowed: bool) -> u32 {
+    interface << 2 | u32::from(egress) << 1 | u32::from(allowed)
+}
+
+/// The parts of an [`interface_key`].
+pub fn interface_of_key(key: u32) -> (u32, bool, bool) {
+    (key >> 2, key & 2 != 0, key & 1 != 0)
 }
 
 impl Counters {
@@ -90,6 +105,7 @@ impl Counters {
             generation: Counter::default(),
             batches: Counter::default(),
             rules: RuleHits::new(rule_slots),
+            interfaces: RuleHits::new(rule_slots),
         }
     }
 
@@ -129,6 +145,9 @@ pub struct Totals {
     /// Hits by rule id; hits not counted per rule are under `rules_other`.
     pub rules: std::collections::BTreeMap<u32, u64>,
     pub rules_other: u64,
+    /// Decisions by [`interface_key`]; beyond the table, `interfaces_other`.
+    pub interfaces: std::collections::BTreeMap<u32, u64>,
+    pub interfaces_other: u64,
 }
 
 impl Totals {
@@ -148,6 +167,8 @@ impl Totals {
             batches: 0,
             rules: std::collections::BTreeMap::new(),
             rules_other: 0,
+            interfaces: std::collections::BTreeMap::new(),
+            interfaces_other: 0,
         };
         for c in workers {
             for (t, p) in t.ports.iter_mut().zip(&c.ports) {
@@ -175,6 +196,10 @@ impl Totals {
                 *t.rules.entry(rule).or_default() += hits;
             }
             t.rules_other += c.rules.other.get();
+            for (key, n) in c.interfaces.iter() {
+                *t.interfaces.entry(key).or_default() += n;
+            }
+            t.interfaces_other += c.interfaces.other.get();
         }
         if t.generation == u64::MAX {
             t.generation = 0;

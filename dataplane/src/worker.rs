@@ -24,7 +24,7 @@ use crate::classify::Match;
 use crate::conntrack::{Flow, FlowKey, FlowTable, FragKey, FragTable, Seed, NANOS};
 use crate::reason::DropReason;
 use crate::snapshot::{Check, Packet, Snapshot, Verdict};
-use crate::stats::Counters;
+use crate::stats::{interface_key, Counters};
 use crate::wire::headers::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::wire::{ip_addr, parse, Fragment, IcmpKind, Network, Parsed, Tuple};
 
@@ -282,6 +282,7 @@ impl Worker {
             let i = usize::from(self.misses[m]);
             let v = self.verdicts[m];
             count_rules(&self.stats, &v);
+            count_interfaces(&self.stats, &v);
             out[i] = if !v.allowed {
                 Action::Drop(if v.ingress.is_none() && v.egress.is_none() {
                     DropReason::Unprotected
@@ -489,6 +490,17 @@ fn count_rules(stats: &Counters, v: &Verdict) {
         if let Check::Rule(Match { id, .. }) = check {
             stats.rules.hit(id);
         }
+    }
+}
+
+/// Counts a first packet's decision for each protected interface involved.
+#[inline(never)]
+fn count_interfaces(stats: &Counters, v: &Verdict) {
+    if let Some((iface, check)) = v.ingress {
+        stats.interfaces.hit(interface_key(iface, false, check.allows()));
+    }
+    if let Some((iface, check)) = v.egress {
+        stats.interfaces.hit(interface_key(iface, true, check.allows()));
     }
 }
 
