@@ -467,6 +467,79 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
     );
     assert_eq!(code, 1, "denied: exit 1");
 
+    // Prefix lists and interfaces from the command line: a list, a group
+    // opening 9090 to it, an interface bound to that group.
+    let steps: [&[&str]; 4] = [
+        &[
+            "prefix-list",
+            "create",
+            "--vpc",
+            "t",
+            "clients",
+            "--cidr",
+            "198.18.0.0/29",
+        ],
+        &["group", "create", "--vpc", "t", "metrics", "--kind", "advanced"],
+        &[
+            "rule",
+            "add",
+            "--vpc",
+            "t",
+            "--group",
+            "metrics",
+            "--direction",
+            "ingress",
+            "--protocol",
+            "tcp",
+            "--ports",
+            "9090",
+            "--remote",
+            "prefix-list:clients",
+        ],
+        &[
+            "interface",
+            "create",
+            "--vpc",
+            "t",
+            "mon-1",
+            "--address",
+            "198.18.0.40",
+            "--group",
+            "metrics",
+        ],
+    ];
+    for step in steps {
+        let (code, out, err) = ctl(&t.fw, &dir, step);
+        assert_eq!(code, 0, "{step:?}: {out}{err}");
+    }
+    let (code, out, _) = ctl(&t.fw, &dir, &["interface", "list", "--vpc", "t"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("mon-1") && l.contains("198.18.0.40") && l.contains("metrics")),
+        "{out}"
+    );
+    let explain = ["explain", "tcp", "198.18.0.1:4000", "->", "198.18.0.40:9090"];
+    assert_eq!(ctl(&t.fw, &dir, &explain).0, 0, "in the prefix list");
+    let (code, _, err) = ctl(
+        &t.fw,
+        &dir,
+        &[
+            "prefix-list",
+            "set",
+            "--vpc",
+            "t",
+            "clients",
+            "--cidr",
+            "198.18.0.8/29",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ctl(&t.fw, &dir, &explain).0, 1, "no longer in the prefix list");
+    let (code, _, err) = ctl(&t.fw, &dir, &["prefix-list", "delete", "--vpc", "t", "clients"]);
+    assert_eq!(code, 1, "in use by the metrics group");
+    assert!(err.contains("(409)"), "{err}");
+
     let (code, out, _) = ctl(&t.fw, &dir, &["stats"]);
     assert_eq!(code, 0);
     assert!(out.contains("PORT") && out.contains("tcp port 8080"), "{out}");

@@ -45,10 +45,10 @@ enum CtlCommand {
     /// Rules of a group: add, delete.
     #[command(subcommand)]
     Rule(RuleCmd),
-    /// Protected interfaces: list, show, bind, unbind, delete.
+    /// Protected interfaces: list, show, create, bind, unbind, delete.
     #[command(subcommand)]
     Interface(InterfaceCmd),
-    /// Prefix lists: list, show.
+    /// Prefix lists: list, show, create, set, delete.
     #[command(subcommand)]
     PrefixList(PrefixListCmd),
     /// Replace the whole model with a configuration file's (its [[vpc]],
@@ -172,6 +172,24 @@ enum InterfaceCmd {
         #[arg(long)]
         vpc: String,
     },
+    /// Protect an interface: its addresses and groups (default: the VPC's
+    /// default group).
+    Create {
+        #[arg(long)]
+        vpc: String,
+        name: String,
+        /// An address; repeatable.
+        #[arg(long = "address", required = true)]
+        addresses: Vec<String>,
+        /// A group to bind; repeatable, in order.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        /// Not filtered when it has no group.
+        #[arg(long)]
+        bare_metal: bool,
+    },
     Show {
         #[arg(long)]
         vpc: String,
@@ -201,6 +219,29 @@ enum PrefixListCmd {
     List {
         #[arg(long)]
         vpc: String,
+    },
+    Create {
+        #[arg(long)]
+        vpc: String,
+        name: String,
+        /// A CIDR; repeatable.
+        #[arg(long = "cidr")]
+        cidrs: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Replace a prefix list's CIDRs.
+    Set {
+        #[arg(long)]
+        vpc: String,
+        name: String,
+        #[arg(long = "cidr")]
+        cidrs: Vec<String>,
+    },
+    Delete {
+        #[arg(long)]
+        vpc: String,
+        name: String,
     },
     Show {
         #[arg(long)]
@@ -579,6 +620,32 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
                 let text = table(&["ID", "NAME", "ADDRESSES", "GROUPS"], &rows);
                 (v, text, true)
             }
+            InterfaceCmd::Create {
+                vpc,
+                name,
+                addresses,
+                groups,
+                mac,
+                bare_metal,
+            } => {
+                let mut body = json!({ "name": name, "addresses": addresses });
+                if !groups.is_empty() {
+                    body["groups"] = json!(groups);
+                }
+                if let Some(m) = mac {
+                    body["mac"] = json!(m);
+                }
+                if *bare_metal {
+                    body["bare_metal"] = json!(true);
+                }
+                let v = c.call("POST", &format!("{}/interfaces", vp(vpc)), Some(&body))?;
+                let text = format!(
+                    "created {}; enforced at generation {}\n",
+                    s(&v["id"]),
+                    s(&v["generation"])
+                );
+                (v, text, true)
+            }
             InterfaceCmd::Show { vpc, name } => {
                 let v = c.call("GET", &format!("{}/interfaces/{}", vp(vpc), seg(name)), None)?;
                 let text = format!("{v:#}\n");
@@ -612,6 +679,35 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
                     .collect();
                 let text = table(&["ID", "NAME", "CIDRS"], &rows);
                 (v, text, true)
+            }
+            PrefixListCmd::Create {
+                vpc,
+                name,
+                cidrs,
+                description,
+            } => {
+                let mut body = json!({ "name": name, "cidrs": cidrs });
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                let v = c.call("POST", &format!("{}/prefix-lists", vp(vpc)), Some(&body))?;
+                let text = format!(
+                    "created {}; enforced at generation {}\n",
+                    s(&v["id"]),
+                    s(&v["generation"])
+                );
+                (v, text, true)
+            }
+            PrefixListCmd::Set { vpc, name, cidrs } => {
+                let body = json!({ "name": name, "cidrs": cidrs });
+                done(c.call(
+                    "PUT",
+                    &format!("{}/prefix-lists/{}", vp(vpc), seg(name)),
+                    Some(&body),
+                )?)
+            }
+            PrefixListCmd::Delete { vpc, name } => {
+                done(c.call("DELETE", &format!("{}/prefix-lists/{}", vp(vpc), seg(name)), None)?)
             }
             PrefixListCmd::Show { vpc, name } => {
                 let v = c.call("GET", &format!("{}/prefix-lists/{}", vp(vpc), seg(name)), None)?;
