@@ -125,11 +125,10 @@ fn state_dir(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("rampart-test-{tag}-{}", std::process::id()))
 }
 
-#[test]
-fn security_groups_are_enforced_on_live_traffic() {
-    let Some(t) = network("sg") else { return };
-    let dir = state_dir("sg");
-    let mut d = Daemon::start(&t.fw, &dir, &config("revalidate", ""));
+/// What the model of [`CONFIG`] lets through, checked with real traffic:
+/// the same expectations hold for rampart and for the kernel's nftables
+/// ruleset exported from the same model.
+fn enforced(t: &Topology) {
     let c = &t.client;
 
     // Allowed services answer, so their replies pass back statefully.
@@ -178,6 +177,14 @@ fn security_groups_are_enforced_on_live_traffic() {
         connect(&t.server, "198.18.0.30", "198.18.0.1:8080", BLOCKED).is_err(),
         "db's egress"
     );
+}
+
+#[test]
+fn security_groups_are_enforced_on_live_traffic() {
+    let Some(t) = network("sg") else { return };
+    let dir = state_dir("sg");
+    let mut d = Daemon::start(&t.fw, &dir, &config("revalidate", ""));
+    enforced(&t);
 
     let status = d.stop(Signal::SIGTERM);
     let out = d.stdout();
@@ -517,5 +524,53 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
         "nothing attached: {}",
         t.xdp_programs()
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `rampart export nftables` of the same model, loaded on a Linux bridge with
+/// br_netfilter and conntrack in place of rampart, lets exactly the same
+/// traffic through (the kernel baseline of the end-to-end benchmark).
+#[test]
+fn the_exported_nftables_ruleset_enforces_the_same_model_in_the_kernel() {
+    let Some(t) = network("nft") else { return };
+    let dir = state_dir("nft");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("rampart.toml");
+    std::fs::write(&cfg, config("revalidate", "")).expect("write");
+    let out = std::process::Command::new(support::daemon::BIN)
+        .args(["export", "nftables", "-c"])
+        .arg(&cfg)
+        .output()
+        .expect("rampart export");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.join("rampart.nft"), &out.stdout).expect("write ruleset");
+    let fw = t.fw.as_str();
+    netns::run(&["ip", "-n", fw, "link", "add", "br0", "type", "bridge"]);
+    for port in [netns::PORT_A, netns::PORT_B] {
+        netns::run(&["ip", "-n", fw, "link", "set", port, "master", "br0"]);
+    }
+    netns::run(&["ip", "-n", fw, "link", "set", "br0", "up"]);
+    netns::run(&[
+        "ip",
+        "netns",
+        "exec",
+        fw,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.bridge.bridge-nf-call-iptables=1",
+        "net.bridge.bridge-nf-call-ip6tables=1",
+    ]);
+    let ruleset = dir.join("rampart.nft");
+    netns::run(&[
+        "ip",
+        "netns",
+        "exec",
+        fw,
+        "nft",
+        "-f",
+        ruleset.to_str().expect("path"),
+    ]);
+    enforced(&t);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod explain;
+pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod replay;

@@ -108,6 +108,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
     },
+    /// Write the model as a ruleset for another enforcer.
+    ///
+    /// `nftables`: a ruleset for a Linux bridge with connection tracking
+    /// (br_netfilter), enforcing the same semantics (docs/cli.md says where
+    /// it differs). Exits 0, or 2 when the file is invalid or cannot be
+    /// exported (several VPCs, a tagged VPC).
+    Export {
+        /// The target: nftables.
+        #[arg(value_parser = ["nftables"])]
+        format: String,
+        /// Configuration file (TOML, see docs/config.md).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Drive a running appliance through its REST API (docs/api.md).
     Ctl(rampart_control::ctl::CtlArgs),
 }
@@ -133,6 +150,11 @@ fn main() -> ExitCode {
             side_a,
         } => run_replay(&config, pcap, allowed, dropped, &side_a),
         Command::Ctl(args) => rampart_control::ctl::run(&args),
+        Command::Export {
+            format: _,
+            config,
+            output,
+        } => export(&config, output.as_deref()),
         Command::Run {
             config,
             stats_every,
@@ -146,6 +168,33 @@ fn main() -> ExitCode {
             listen,
             token_file,
         }),
+    }
+}
+
+fn export(path: &std::path::Path, output: Option<&std::path::Path>) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("error: {msg}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(e.to_string()),
+    };
+    let text =
+        match rampart_control::export::nftables(&config.model, &config.settings, &path.display().to_string())
+        {
+            Ok(t) => t,
+            Err(e) => return fail(e.to_string()),
+        };
+    match output {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(out) => match std::fs::write(out, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(format!("{}: {e}", out.display())),
+        },
     }
 }
 
