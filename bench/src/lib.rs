@@ -25,6 +25,7 @@
 pub mod api;
 pub mod classify;
 pub mod forward;
+pub mod gen;
 pub mod netns;
 pub mod pipeline;
 pub mod update;

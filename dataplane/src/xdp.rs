@@ -518,6 +518,20 @@ impl Io {
         Some(desc)
     }
 
+    /// Changes, in place, the bytes of a frame the worker holds (after
+    /// [`Io::alloc`], before transmitting it).
+    pub fn modify<R>(&mut self, desc: &mut FrameDesc, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        assert_eq!(
+            self.owner[Self::index(desc)],
+            Owner::Worker,
+            "only a frame the worker holds"
+        );
+        // SAFETY: the worker holds the frame (on no ring), so the kernel does
+        // not touch it while it is changed.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        f(data.contents_mut())
+    }
+
     /// Gives frames the worker holds back to the free list (dropped frames).
     pub fn release(&mut self, descs: &[FrameDesc]) {
         for desc in descs {
