@@ -12,7 +12,8 @@
 //! trailer (RFC 1624), so kernels on the path see valid packets.
 //!
 //! Streams: `udp`, `tcp-syn` (a SYN flood: every frame a new connection
-//! attempt), `icmp-echo` (echo requests); IPv4 or IPv6 by their addresses;
+//! attempt, the source port walking its range pass after pass over the
+//! flows), `icmp-echo` (echo requests); IPv4 or IPv6 by their addresses;
 //! `flows` flows over address and port ranges; a fixed frame size (with the
 //! FCS, as on the wire) or `imix` (7:4:1 of 64, 570, 1518 bytes). Not yet:
 //! complete TCP sessions, where the generator answers as the server.
@@ -208,6 +209,9 @@ struct Stream {
     /// Port index that sends (0 = a, 1 = b).
     from: usize,
     templates: Vec<Template>,
+    /// For `tcp-syn`: the source port range walked frame by frame, so that
+    /// every SYN of a run is a new connection attempt.
+    syn_ports: Option<(u16, u16)>,
 }
 
 impl Stream {
@@ -312,6 +316,7 @@ impl Stream {
             spec: spec.clone(),
             from,
             templates,
+            syn_ports: (spec.protocol == "tcp-syn").then_some((sp0, sp1)),
         })
     }
 }
@@ -537,6 +542,7 @@ fn worker(
     // Interleave the streams rather than sending them in blocks.
     schedule.sort_by_key(|(si, t)| (*t % 997, *si));
     let mut cursor: Vec<usize> = streams.iter().map(|_| 0).collect();
+    let mut uses: Vec<u64> = streams.iter().map(|_| 0).collect();
     let mut seq = 0u32;
     let mut sent_total = 0u64;
     let mut tx = [[FrameDesc::default(); BATCH]; 2];
@@ -577,8 +583,19 @@ fn worker(
             let mut fields = [0u8; 12];
             fields[..4].copy_from_slice(&seq.to_be_bytes());
             fields[4..].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_be_bytes());
+            let syn_port = s.syn_ports.map(|(lo, hi)| {
+                // After each pass over the templates, the next source port.
+                let pass = uses[si] / s.templates.len() as u64;
+                uses[si] += 1;
+                let span = u64::from(hi - lo) + 1;
+                lo + ((u64::from(tpl_port(&tpl.bytes, tpl.csum_at) - lo) + pass) % span) as u16
+            });
             io.modify(&mut desc, |frame| {
-                patch(frame, tpl.csum_at, len - TRAILER + 4, &fields, tpl.udp)
+                patch(frame, tpl.csum_at, len - TRAILER + 4, &fields, tpl.udp);
+                if let Some(port) = syn_port {
+                    // The TCP header starts 16 bytes before its checksum.
+                    patch(frame, tpl.csum_at, tpl.csum_at - 16, &port.to_be_bytes(), false);
+                }
             });
             tx[s.from][n[s.from]] = desc;
             n[s.from] += 1;
@@ -661,6 +678,12 @@ fn worker(
     }
     publish(counts, &local_sent, &local_recv);
     hists
+}
+
+/// The TCP source port of a template (its header starts 16 bytes before the
+/// checksum).
+fn tpl_port(bytes: &[u8], csum_at: usize) -> u16 {
+    u16::from_be_bytes([bytes[csum_at - 16], bytes[csum_at - 15]])
 }
 
 /// Takes frames the TX ring refused back out of their streams' sent counts

@@ -6,6 +6,9 @@
 //!   scan measured in the same run as the baseline (`rampart-bench classify`).
 //! - [`pipeline`]: the per-packet path in memory: established-flow and
 //!   new-flow rates against the parse-only ceiling (`rampart-bench pipeline`).
+//! - [`e2e`]: the end-to-end benchmark: the same traffic from `rampart-gen`
+//!   through a pass-through AF_XDP forwarder, rampart, and the kernel's bridge
+//!   with the exported nftables ruleset (`rampart-bench e2e`, root).
 //! - [`forward`]: end-to-end AF_XDP forwarding on veth in namespaces, rampart
 //!   next to a pass-through forwarder measured in the same run
 //!   (`rampart-bench forward`, root).
@@ -24,6 +27,7 @@
 
 pub mod api;
 pub mod classify;
+pub mod e2e;
 pub mod forward;
 pub mod gen;
 pub mod netns;

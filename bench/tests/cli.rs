@@ -254,3 +254,52 @@ fn api_times_rule_changes_through_the_running_daemon() {
         assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
     }
 }
+
+#[test]
+fn e2e_measures_ceiling_rampart_and_kernel_on_one_topology() {
+    let (code, _, stderr) = bench(&["e2e", "--interfaces", "0"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--interfaces must be 1-60000"), "{stderr}");
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (namespaces, AF_XDP, nftables)");
+        return;
+    }
+    let args = [
+        "e2e",
+        "--groups",
+        "3",
+        "--rules",
+        "5",
+        "--interfaces",
+        "20",
+        "--flows",
+        "200",
+        "--seconds",
+        "0.4",
+        "--latency-pps",
+        "5000",
+        "--json",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let duts: Vec<_> = rows.iter().map(|r| r["dut"].as_str()).collect();
+    assert_eq!(
+        duts,
+        [Some("ceiling"), Some("rampart"), Some("kernel")],
+        "{stdout}"
+    );
+    for r in &rows {
+        // Traffic crossed each device (the model admits it), with latency measured.
+        assert!(r["delivered_mpps"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["new_connections_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(rows[0]["of_ceiling"], 1.0);
+    assert_eq!(rows[2]["of_kernel"], 1.0);
+    let ratio = rows[1]["delivered_mpps"].as_f64().unwrap() / rows[2]["delivered_mpps"].as_f64().unwrap();
+    assert!((rows[1]["of_kernel"].as_f64().unwrap() - ratio).abs() < 1e-9);
+}

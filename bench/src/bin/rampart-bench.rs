@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Plan, Report};
-use rampart_bench::{api, forward, pipeline, update, wakeup};
+use rampart_bench::{api, e2e, forward, pipeline, update, wakeup};
 use rampart_dataplane::classify::classbench;
 
 #[derive(Debug, Parser)]
@@ -110,6 +110,33 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         changes: usize,
         /// Print one JSON object per result instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End to end (root): the same rampart-gen traffic through a pass-through
+    /// AF_XDP forwarder (the ceiling), `rampart run` (built beside this binary)
+    /// and the kernel's bridge with `rampart export nftables`; delivered pps,
+    /// loss, latency and new connections per second, with the ratios.
+    E2e {
+        /// Groups of the model (a bench group is added). Default 50.
+        #[arg(long, default_value_t = 50)]
+        groups: usize,
+        /// Rules per group. Default 40 (2000 rules).
+        #[arg(long, default_value_t = 40)]
+        rules: usize,
+        /// Interfaces, each bound to up to three groups and the bench group. Default 1000.
+        #[arg(long, default_value_t = 1000)]
+        interfaces: usize,
+        /// UDP flows. Default 10000.
+        #[arg(long, default_value_t = 10_000)]
+        flows: usize,
+        /// Seconds per run (three runs per device). Default 3.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Frames per second of the latency run. Default 50000.
+        #[arg(long, default_value_t = 50_000.0)]
+        latency_pps: f64,
+        /// Print one JSON object per device instead of the table.
         #[arg(long)]
         json: bool,
     },
@@ -279,6 +306,33 @@ fn run(cli: Cli) -> Result<()> {
                 }
             } else {
                 print!("{}", api::render(&reports));
+            }
+            Ok(())
+        }
+        Command::E2e {
+            groups,
+            rules,
+            interfaces,
+            flows,
+            seconds,
+            latency_pps,
+            json,
+        } => {
+            let plan = e2e::Plan {
+                groups,
+                rules_per_group: rules,
+                interfaces,
+                flows,
+                seconds,
+                latency_pps,
+            };
+            let reports = e2e::run(plan)?;
+            if json {
+                for r in &reports {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else {
+                print!("{}", e2e::render(plan, &reports));
             }
             Ok(())
         }
