@@ -83,6 +83,15 @@ flows = 500
 expect = "pass"
 
 [[stream]]
+name = "sessions"
+protocol = "tcp-session"
+src = "198.18.0.1-198.18.0.2"
+dst = "198.18.0.20"
+dst_ports = "80"
+flows = 100
+expect = "pass"
+
+[[stream]]
 name = "ping"
 protocol = "icmp-echo"
 src = "198.18.0.1"
@@ -155,8 +164,8 @@ fn the_generator_checks_a_ruleset_under_load() {
     );
     assert_eq!(code, 0, "{out}{err}");
     let rows = rows(&out);
-    assert_eq!(rows.len(), 8, "seven streams and the summary:\n{out}");
-    for r in &rows[..7] {
+    assert_eq!(rows.len(), 9, "eight streams and the summary:\n{out}");
+    for r in &rows[..8] {
         assert_eq!(r["ok"], true, "{r}");
         let sent = r["sent"].as_u64().unwrap();
         assert!(sent > 1000, "{r}");
@@ -175,7 +184,19 @@ fn the_generator_checks_a_ruleset_under_load() {
         (300.0..400.0).contains(&mean),
         "IMIX 7:4:1 of 64/570/1518 averages ~340 bytes: {imix}"
     );
-    assert_eq!(rows[7]["summary"]["failed"], serde_json::json!([]));
+    assert_eq!(rows[8]["summary"]["failed"], serde_json::json!([]));
+    // Whole TCP sessions through rampart's connection tracking: handshake,
+    // FIN both ways, last ACK; six frames each, every one arrived.
+    let sessions = &rows[4];
+    assert_eq!(sessions["stream"], "sessions");
+    let (done, sent) = (
+        sessions["sessions"].as_u64().unwrap(),
+        sessions["sent"].as_u64().unwrap(),
+    );
+    assert!(
+        done > 100 && done * 6 <= sent && sent <= done * 6 + 6 * 2000,
+        "{sessions}"
+    );
 
     // The appliance saw the same: its SYNs opened connections, the blocked
     // stream was denied.

@@ -15,9 +15,11 @@
 //! ```
 //! Per device: 64-byte UDP from 100 unprotected sources to the interfaces'
 //! addresses over `flows` flows, flat out (delivered pps, loss); the same at a
-//! fixed moderate rate (one-way latency percentiles); and TCP SYNs to new
-//! ports flat out (new connections per second: every SYN that crosses has
-//! opened a connection in the device's table). Needs root.
+//! fixed moderate rate (one-way latency percentiles); TCP SYNs to new ports
+//! flat out (new connections per second: every SYN that crosses has opened a
+//! connection in the device's table); and complete TCP sessions flat out
+//! (handshake, FIN both ways, last ACK, with rampart-gen answering as the
+//! servers: sessions per second). Needs root.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -61,6 +63,8 @@ pub struct Report {
     pub p999_us: f64,
     /// New TCP connections per second (SYNs delivered through the device).
     pub new_connections_per_s: f64,
+    /// Complete TCP sessions per second (six frames each, all through the device).
+    pub sessions_per_s: f64,
     pub of_ceiling: f64,
     pub of_kernel: f64,
 }
@@ -118,6 +122,7 @@ fn stream(name: &str, protocol: &str, plan: Plan, dst_ports: &str, flows: usize)
         from: "a".into(),
         weight: 1.0,
         expect: None,
+        window: 256,
     }
 }
 
@@ -140,6 +145,7 @@ struct Measured {
     p99: f64,
     p999: f64,
     conn: f64,
+    sessions: f64,
 }
 
 fn measure(gen_ns: &str, plan: Plan) -> Result<Measured> {
@@ -172,6 +178,15 @@ fn measure(gen_ns: &str, plan: Plan) -> Result<Measured> {
             streams: vec![stream("syn", "tcp-syn", plan, "80", plan.flows)],
         },
     )?;
+    // Whole TCP sessions (handshake, FIN both ways, last ACK), rampart-gen
+    // answering as the servers.
+    let sessions = generate(
+        gen_ns,
+        Profile {
+            run: run(0.0),
+            streams: vec![stream("sessions", "tcp-session", plan, "80", plan.flows)],
+        },
+    )?;
     let (f, s, c) = (&flat.streams[0], &slow.streams[0], &syn.streams[0]);
     Ok(Measured {
         delivered: f.rx_pps / 1e6,
@@ -181,6 +196,7 @@ fn measure(gen_ns: &str, plan: Plan) -> Result<Measured> {
         p99: s.p99_us,
         p999: s.p999_us,
         conn: c.rx_pps,
+        sessions: sessions.streams[0].sessions_per_s,
     })
 }
 
@@ -324,6 +340,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
             p99_us: m.p99,
             p999_us: m.p999,
             new_connections_per_s: m.conn,
+            sessions_per_s: m.sessions,
             of_ceiling: if c > 0.0 { m.delivered / c } else { 0.0 },
             of_kernel: if k > 0.0 { m.delivered / k } else { 0.0 },
         })
@@ -341,7 +358,7 @@ pub fn render(plan: Plan, reports: &[Report]) -> String {
         plan.rules_per_group
     );
     s.push_str(&format!(
-        "{:<8} {:>14} {:>12} {:>7} {:>16} {:>8} {:>8} {:>8} {:>16} {:>10} {:>9}\n",
+        "{:<8} {:>14} {:>12} {:>7} {:>16} {:>8} {:>8} {:>8} {:>12} {:>11} {:>10} {:>9}\n",
         "device",
         "delivered Mpps",
         "offered Mpps",
@@ -350,13 +367,14 @@ pub fn render(plan: Plan, reports: &[Report]) -> String {
         "p50 us",
         "p99 us",
         "p999 us",
-        "new conns/s",
+        "SYNs/s",
+        "sessions/s",
         "of ceiling",
         "of kernel"
     ));
     for r in reports {
         s.push_str(&format!(
-            "{:<8} {:>14.3} {:>12.3} {:>6.1}% {:>16.0} {:>8.1} {:>8.1} {:>8.1} {:>16.0} {:>9.1}% {:>8.1}%\n",
+            "{:<8} {:>14.3} {:>12.3} {:>6.1}% {:>16.0} {:>8.1} {:>8.1} {:>8.1} {:>12.0} {:>11.0} {:>9.1}% {:>8.1}%\n",
             r.dut,
             r.delivered_mpps,
             r.offered_mpps,
@@ -366,6 +384,7 @@ pub fn render(plan: Plan, reports: &[Report]) -> String {
             r.p99_us,
             r.p999_us,
             r.new_connections_per_s,
+            r.sessions_per_s,
             r.of_ceiling * 100.0,
             r.of_kernel * 100.0
         ));
@@ -374,16 +393,13 @@ pub fn render(plan: Plan, reports: &[Report]) -> String {
         reports.iter().find(|r| r.dut == "rampart"),
         reports.iter().find(|r| r.dut == "kernel"),
     ) {
-        let conn = if k.new_connections_per_s > 0.0 {
-            r.new_connections_per_s / k.new_connections_per_s
-        } else {
-            0.0
-        };
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         s.push_str(&format!(
-            "rampart / ceiling {:.1} %, rampart / kernel {:.2}x packets, {:.2}x new connections\n",
+            "rampart / ceiling {:.1} %; rampart / kernel: {:.2}x packets, {:.2}x new connections (SYNs), {:.2}x sessions\n",
             r.of_ceiling * 100.0,
             r.of_kernel,
-            conn
+            ratio(r.new_connections_per_s, k.new_connections_per_s),
+            ratio(r.sessions_per_s, k.sessions_per_s)
         ));
     }
     s

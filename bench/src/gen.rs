@@ -13,10 +13,13 @@
 //!
 //! Streams: `udp`, `tcp-syn` (a SYN flood: every frame a new connection
 //! attempt, the source port walking its range pass after pass over the
-//! flows), `icmp-echo` (echo requests); IPv4 or IPv6 by their addresses;
+//! flows), `tcp-session` (complete sessions: the client's SYN from the
+//! sending port, the generator answering as the server from the other port
+//! with SYN-ACK, then ACK, FIN, FIN-ACK and the last ACK, at most `window`
+//! sessions in flight per queue; a session counts when its last ACK
+//! arrives), `icmp-echo` (echo requests); IPv4 or IPv6 by their addresses;
 //! `flows` flows over address and port ranges; a fixed frame size (with the
-//! FCS, as on the wire) or `imix` (7:4:1 of 64, 570, 1518 bytes). Not yet:
-//! complete TCP sessions, where the generator answers as the server.
+//! FCS, as on the wire) or `imix` (7:4:1 of 64, 570, 1518 bytes).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -28,7 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
 use rampart_dataplane::wire::build::{Spec, L4};
-use rampart_dataplane::wire::headers::TCP_SYN;
+use rampart_dataplane::wire::build::{MAC_A, MAC_B};
+use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_SYN};
 use rampart_dataplane::worker::BATCH;
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
 use serde::{Deserialize, Serialize};
@@ -79,7 +83,7 @@ impl Default for RunSpec {
 #[serde(deny_unknown_fields)]
 pub struct StreamSpec {
     pub name: String,
-    /// `udp`, `tcp-syn` or `icmp-echo`.
+    /// `udp`, `tcp-syn`, `tcp-session` or `icmp-echo`.
     pub protocol: String,
     /// An address, or a range `first-last` of them.
     pub src: String,
@@ -104,6 +108,15 @@ pub struct StreamSpec {
     /// `pass`, `drop`, or absent (measure only).
     #[serde(default)]
     pub expect: Option<String>,
+    /// `tcp-session`: sessions in flight per queue at most, like a client
+    /// with that many connections open (a new one starts as one completes;
+    /// sessions without progress for 20 ms count as lost).
+    #[serde(default = "default_window")]
+    pub window: u64,
+}
+
+fn default_window() -> u64 {
+    256
 }
 
 fn default_src_ports() -> String {
@@ -181,7 +194,22 @@ struct Template {
     bytes: Vec<u8>,
     csum_at: usize,
     udp: bool,
+    /// The flow it belongs to (a session's frames carry it in the trailer).
+    flow: u32,
 }
+
+/// A TCP session's frames, in order: the client's SYN, the server's SYN-ACK,
+/// the client's ACK and FIN, the server's FIN-ACK, the client's last ACK.
+const SESSION: [(bool, u8, u32, u32); 6] = [
+    (false, TCP_SYN, ISN_C, 0),
+    (true, TCP_SYN | TCP_ACK, ISN_S, ISN_C + 1),
+    (false, TCP_ACK, ISN_C + 1, ISN_S + 1),
+    (false, TCP_FIN | TCP_ACK, ISN_C + 1, ISN_S + 1),
+    (true, TCP_FIN | TCP_ACK, ISN_S + 1, ISN_C + 2),
+    (false, TCP_ACK, ISN_C + 2, ISN_S + 2),
+];
+const ISN_C: u32 = 1000;
+const ISN_S: u32 = 5000;
 
 /// Adds the 16-bit words of `new` replacing `old` to the checksum at
 /// `csum_at` (RFC 1624, eqn. 3); both at an even distance from it.
@@ -212,6 +240,8 @@ struct Stream {
     /// For `tcp-syn`: the source port range walked frame by frame, so that
     /// every SYN of a run is a new connection attempt.
     syn_ports: Option<(u16, u16)>,
+    /// Complete TCP sessions: the generator answers as the server.
+    session: bool,
 }
 
 impl Stream {
@@ -259,18 +289,49 @@ impl Stream {
             }
         }
         let v6 = first_src.is_ipv6();
+        let session = spec.protocol == "tcp-session";
+        if session && sizes.len() > 1 {
+            bail!(
+                "{}: a tcp-session's frames have one size, not imix",
+                field("size")
+            );
+        }
         // Every size as often as its weight says: as many templates as flows,
-        // rounded up to a whole number of size cycles.
-        let count = spec.flows.max(sizes.len()).div_ceil(sizes.len()) * sizes.len();
+        // rounded up to a whole number of size cycles (a session: six frames
+        // per flow).
+        let count = if session {
+            spec.flows * SESSION.len()
+        } else {
+            spec.flows.max(sizes.len()).div_ceil(sizes.len()) * sizes.len()
+        };
         let mut templates = Vec::with_capacity(count);
         for t in 0..count {
-            let i = t % spec.flows;
+            let i = if session {
+                t / SESSION.len()
+            } else {
+                t % spec.flows
+            };
             let i128 = i as u128;
             let src = nth_addr(first_src, s0, s1 - s0 + 1, i128);
             let dst = nth_addr(first_dst, d0, d1 - d0 + 1, i128 / (s1 - s0 + 1));
             let sport = sp0 + (i % usize::from(sp1 - sp0 + 1)) as u16;
             let dport = dp0 + ((i / usize::from(sp1 - sp0 + 1)) % usize::from(dp1 - dp0 + 1)) as u16;
+            let (server, flags, seq, ack) = SESSION[t % SESSION.len()];
             let l4 = match spec.protocol.as_str() {
+                "tcp-session" if server => L4::Tcp {
+                    src_port: dport,
+                    dst_port: sport,
+                    flags,
+                    seq,
+                    ack,
+                },
+                "tcp-session" => L4::Tcp {
+                    src_port: sport,
+                    dst_port: dport,
+                    flags,
+                    seq,
+                    ack,
+                },
                 "udp" => L4::Udp {
                     src_port: sport,
                     dst_port: dport,
@@ -288,13 +349,13 @@ impl Stream {
                     seq: 1,
                 },
                 other => bail!(
-                    "{}: {other:?} is not udp, tcp-syn or icmp-echo",
+                    "{}: {other:?} is not udp, tcp-syn, tcp-session or icmp-echo",
                     field("protocol")
                 ),
             };
             let (l4_header, csum_in_l4) = match spec.protocol.as_str() {
                 "udp" => (8, 6),
-                "tcp-syn" => (20, 16),
+                "tcp-syn" | "tcp-session" => (20, 16),
                 _ => (8, 2),
             };
             let l3 = if v6 { 40 } else { 20 };
@@ -302,7 +363,15 @@ impl Stream {
             // The frame without its FCS, even-sized, with room for the trailer.
             let mut len = (sizes[t % sizes.len()] - 4).max(headers + TRAILER);
             len += len % 2;
-            let mut bytes = Spec::new(src, dst, l4).payload(len - headers).build();
+            let mut frame = if session && server {
+                Spec::new(dst, src, l4)
+            } else {
+                Spec::new(src, dst, l4)
+            };
+            if session && server {
+                (frame.src_mac, frame.dst_mac) = (MAC_B, MAC_A);
+            }
+            let mut bytes = frame.payload(len - headers).build();
             bytes.truncate(len);
             let csum_at = 14 + l3 + csum_in_l4;
             let udp = spec.protocol == "udp";
@@ -310,13 +379,19 @@ impl Stream {
             trailer[..2].copy_from_slice(&MAGIC.to_be_bytes());
             trailer[2..4].copy_from_slice(&(index as u16).to_be_bytes());
             patch(&mut bytes, csum_at, len - TRAILER, &trailer, udp);
-            templates.push(Template { bytes, csum_at, udp });
+            templates.push(Template {
+                bytes,
+                csum_at,
+                udp,
+                flow: i as u32,
+            });
         }
         Ok(Stream {
             spec: spec.clone(),
             from,
             templates,
-            syn_ports: (spec.protocol == "tcp-syn").then_some((sp0, sp1)),
+            syn_ports: matches!(spec.protocol.as_str(), "tcp-syn" | "tcp-session").then_some((sp0, sp1)),
+            session,
         })
     }
 }
@@ -342,6 +417,10 @@ pub struct StreamReport {
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// `tcp-session`: sessions completed (the client's last ACK arrived), and
+    /// per second over the run.
+    pub sessions: u64,
+    pub sessions_per_s: f64,
     pub expect: Option<String>,
     /// The expectation held (true when there is none).
     pub ok: bool,
@@ -358,6 +437,7 @@ pub struct Report {
 /// Per-stream counters of one thread (single writer).
 #[derive(Default)]
 struct Counts {
+    sessions: AtomicU64,
     sent: AtomicU64,
     received: AtomicU64,
     sent_bytes: AtomicU64,
@@ -497,6 +577,8 @@ pub fn run(
             p99_us: us(0.99),
             p999_us: us(0.999),
             max_us: if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
+            sessions: sum(|c| &c.sessions),
+            sessions_per_s: sum(|c| &c.sessions) as f64 / elapsed,
             expect: s.spec.expect.clone(),
             ok,
         });
@@ -533,7 +615,14 @@ fn worker(
     let mut schedule: Vec<(usize, usize)> = Vec::new();
     for (si, s) in streams.iter().enumerate() {
         let share = ((weights[si] / total_weight) * 1000.0).ceil().max(1.0) as usize;
-        let mine: Vec<usize> = (0..s.templates.len()).filter(|t| t % queues == q).collect();
+        let mine: Vec<usize> = if s.session {
+            (0..s.spec.flows)
+                .filter(|f| f % queues == q)
+                .map(|f| f * SESSION.len())
+                .collect()
+        } else {
+            (0..s.templates.len()).filter(|t| t % queues == q).collect()
+        };
         let mine = if mine.is_empty() { vec![0] } else { mine };
         for k in 0..share {
             schedule.push((si, mine[k % mine.len()]));
@@ -551,6 +640,11 @@ fn worker(
     let mut local_sent = vec![(0u64, 0u64); streams.len()];
     let mut local_recv = vec![(0u64, 0u64); streams.len()];
     let mut rounds = 0u32;
+    let mut answers: Vec<(usize, u32, usize, u16, usize)> = Vec::with_capacity(2 * BATCH);
+    let mut sessions = vec![0u64; streams.len()];
+    let mut started = vec![0u64; streams.len()];
+    let mut lost = vec![0u64; streams.len()];
+    let mut progress = vec![0u64; streams.len()];
     while !stop.load(Ordering::Relaxed) {
         io.reap();
         let now_ns = clock.elapsed().as_nanos() as u64;
@@ -562,15 +656,37 @@ fn worker(
             BATCH
         };
         let mut n = [0usize; 2];
-        for _ in 0..budget {
+        let (mut picked, mut skipped) = (0, 0);
+        while picked < budget && skipped <= schedule.len() {
             let (si, base) = schedule[next % schedule.len()];
             next += 1;
             let s = &streams[si];
-            // Each stream walks all of this queue's flows.
-            let t = if s.templates.len() > 1 {
+            if s.session {
+                // A client with `window` connections: start one as one ends.
+                let in_flight = started[si] - sessions[si] - lost[si];
+                if in_flight >= s.spec.window.max(1) {
+                    if now_ns.saturating_sub(progress[si]) > 20_000_000 {
+                        lost[si] += in_flight;
+                        progress[si] = now_ns;
+                    }
+                    skipped += 1;
+                    continue;
+                }
+                started[si] += 1;
+            }
+            picked += 1;
+            // Each stream walks all of this queue's flows (a session stream
+            // starts sessions: its SYNs).
+            let starts = if s.session {
+                s.spec.flows
+            } else {
+                s.templates.len()
+            };
+            let step = if s.session { SESSION.len() } else { 1 };
+            let t = if starts > 1 {
                 let c = &mut cursor[si];
-                *c = (*c + queues) % s.templates.len();
-                (*c / queues * queues + q).min(s.templates.len() - 1)
+                *c = (*c + queues) % starts;
+                (*c / queues * queues + q).min(starts - 1) * step
             } else {
                 base
             };
@@ -581,11 +697,12 @@ fn worker(
             let len = tpl.bytes.len();
             seq = seq.wrapping_add(1);
             let mut fields = [0u8; 12];
-            fields[..4].copy_from_slice(&seq.to_be_bytes());
+            let tag = if s.session { tpl.flow } else { seq };
+            fields[..4].copy_from_slice(&tag.to_be_bytes());
             fields[4..].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_be_bytes());
             let syn_port = s.syn_ports.map(|(lo, hi)| {
-                // After each pass over the templates, the next source port.
-                let pass = uses[si] / s.templates.len() as u64;
+                // After each pass over the flows, the next source port.
+                let pass = uses[si] / (s.templates.len() / step) as u64;
                 uses[si] += 1;
                 let span = u64::from(hi - lo) + 1;
                 lo + ((u64::from(tpl_port(&tpl.bytes, tpl.csum_at) - lo) + pass) % span) as u16
@@ -638,12 +755,64 @@ fn worker(
                 let _ = hists[si].record(now.saturating_sub(sent_at).max(1));
                 local_recv[si].0 += 1;
                 local_recv[si].1 += f.len() as u64 + 4;
+                if streams[si].session && answers.len() + 2 <= answers.capacity() {
+                    let flow = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+                    let server = p != streams[si].from;
+                    if let Some((kinds, port, done)) =
+                        session_step(f, server, streams[si].templates[0].csum_at)
+                    {
+                        sessions[si] += u64::from(done);
+                        if done {
+                            progress[si] = now;
+                        }
+                        for kind in kinds.into_iter().flatten() {
+                            answers.push((si, flow, kind, port, p));
+                        }
+                    }
+                }
             }
             io.release(&rx[..got]);
         }
+        // Answer as the other end of each session, on the port its frame came in.
+        let mut m = [0usize; 2];
+        for (si, flow, kind, port, p) in answers.drain(..) {
+            if m[p] == BATCH {
+                continue;
+            }
+            let s = &streams[si];
+            let Some(tpl) = s.templates.get(flow as usize * SESSION.len() + kind) else {
+                continue;
+            };
+            let Some(mut desc) = io.alloc(&tpl.bytes) else {
+                break;
+            };
+            let len = tpl.bytes.len();
+            let mut fields = [0u8; 12];
+            fields[..4].copy_from_slice(&flow.to_be_bytes());
+            fields[4..].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_be_bytes());
+            // The client's port: the TCP source of the client's frames, the
+            // destination of the server's.
+            let at = tpl.csum_at - 16 + if SESSION[kind].0 { 2 } else { 0 };
+            io.modify(&mut desc, |frame| {
+                patch(frame, tpl.csum_at, len - TRAILER + 4, &fields, false);
+                patch(frame, tpl.csum_at, at, &port.to_be_bytes(), false);
+            });
+            tx[p][m[p]] = desc;
+            m[p] += 1;
+            local_sent[si].0 += 1;
+            local_sent[si].1 += len as u64 + 4;
+        }
+        for p in 0..2 {
+            if m[p] > 0 {
+                let queued = io.transmit(p, &tx[p][..m[p]]);
+                if queued < m[p] {
+                    uncount(&mut local_sent, &tx[p][queued..m[p]], io);
+                }
+            }
+        }
         rounds = rounds.wrapping_add(1);
         if rounds % 64 == 0 {
-            publish(counts, &local_sent, &local_recv);
+            publish(counts, &local_sent, &local_recv, &sessions);
         }
         if budget == 0 {
             std::hint::spin_loop();
@@ -676,8 +845,36 @@ fn worker(
         }
         io.reap();
     }
-    publish(counts, &local_sent, &local_recv);
+    publish(counts, &local_sent, &local_recv, &sessions);
     hists
+}
+
+/// What a received session frame calls for: the frames to answer with
+/// (their kinds in [`SESSION`]), the client's port, and whether it completed
+/// a session (the client's last ACK reached the server).
+fn session_step(f: &[u8], server: bool, csum_at: usize) -> Option<([Option<usize>; 2], u16, bool)> {
+    let l4 = csum_at - 16;
+    let tcp = f.get(l4..l4 + 20)?;
+    let (sport, dport) = (
+        u16::from_be_bytes([tcp[0], tcp[1]]),
+        u16::from_be_bytes([tcp[2], tcp[3]]),
+    );
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let flags = tcp[13];
+    Some(if server {
+        match flags {
+            f if f == TCP_SYN => ([Some(1), None], sport, false),
+            f if f & TCP_FIN != 0 => ([Some(4), None], sport, false),
+            f if f == TCP_ACK && seq == ISN_C + 2 => ([None, None], sport, true),
+            _ => ([None, None], sport, false),
+        }
+    } else {
+        match flags {
+            f if f == TCP_SYN | TCP_ACK => ([Some(2), Some(3)], dport, false),
+            f if f & TCP_FIN != 0 => ([Some(5), None], dport, false),
+            _ => ([None, None], dport, false),
+        }
+    })
 }
 
 /// The TCP source port of a template (its header starts 16 bytes before the
@@ -702,8 +899,9 @@ fn uncount(sent: &mut [(u64, u64)], refused: &[FrameDesc], io: &Io) {
     }
 }
 
-fn publish(counts: &[Counts], sent: &[(u64, u64)], recv: &[(u64, u64)]) {
-    for ((c, s), r) in counts.iter().zip(sent).zip(recv) {
+fn publish(counts: &[Counts], sent: &[(u64, u64)], recv: &[(u64, u64)], sessions: &[u64]) {
+    for (((c, s), r), n) in counts.iter().zip(sent).zip(recv).zip(sessions) {
+        c.sessions.store(*n, Ordering::Relaxed);
         c.sent.store(s.0, Ordering::Relaxed);
         c.sent_bytes.store(s.1, Ordering::Relaxed);
         c.received.store(r.0, Ordering::Relaxed);
@@ -732,7 +930,7 @@ pub fn render(report: &Report) -> String {
     ));
     for r in &report.streams {
         s.push_str(&format!(
-            "{:<14} {:<9} {:>6} {:>4} {:>11} {:>11} {:>6.2}% {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1}  {}\n",
+            "{:<14} {:<11} {:>6} {:>4} {:>11} {:>11} {:>6.2}% {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10}  {}\n",
             r.stream,
             r.protocol,
             r.flows,
@@ -745,6 +943,7 @@ pub fn render(report: &Report) -> String {
             r.p99_us,
             r.p999_us,
             r.max_us,
+            if r.protocol == "tcp-session" { format!("{:.0}", r.sessions_per_s) } else { "-".to_owned() },
             match (&r.expect, r.ok) {
                 (None, _) => "-".to_owned(),
                 (Some(e), true) => format!("{e}: ok"),
@@ -809,6 +1008,7 @@ mod tests {
                 from: "a".into(),
                 weight: 1.0,
                 expect: None,
+                window: 256,
             };
             let s = Stream::build(3, &spec).unwrap();
             assert_eq!(s.templates.len(), 12, "7 flows rounded up to a whole IMIX cycle");
@@ -852,6 +1052,7 @@ mod tests {
             from: "a".into(),
             weight: 1.0,
             expect: None,
+            window: 256,
         };
         for (change, want) in [
             (

@@ -296,6 +296,7 @@ fn e2e_measures_ceiling_rampart_and_kernel_on_one_topology() {
         // Traffic crossed each device (the model admits it), with latency measured.
         assert!(r["delivered_mpps"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["new_connections_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["sessions_per_s"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
     }
     assert_eq!(rows[0]["of_ceiling"], 1.0);

@@ -29,7 +29,7 @@ struct Cli {
     /// the stream flags below describe one stream.
     #[arg(long)]
     profile: Option<PathBuf>,
-    /// udp, tcp-syn or icmp-echo.
+    /// udp, tcp-syn, tcp-session or icmp-echo.
     #[arg(long, default_value = "udp")]
     protocol: String,
     /// Source address or range first-last.
@@ -103,6 +103,7 @@ fn main() -> ExitCode {
                     from: cli.from.clone(),
                     weight: 1.0,
                     expect: cli.expect.clone(),
+                    window: 256,
                 }],
             }
         }
