@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
-use rampart_bench::netns::{veth, Namespaces};
+use rampart_bench::netns::{veth_queues, Namespaces};
 use serde_json::Value;
 use support::daemon::Daemon;
 
@@ -18,6 +18,8 @@ const CONFIG: &str = r#"
 [appliance]
 port_a = "a0"
 port_b = "b0"
+workers = 2
+cores = [0, 1]
 
 [[vpc]]
 name = "t"
@@ -150,8 +152,8 @@ fn the_generator_checks_a_ruleset_under_load() {
         &["gen", "fw"],
     )
     .expect("namespaces");
-    veth(ns.get("gen"), "g0", None, ns.get("fw"), "a0").expect("link a");
-    veth(ns.get("gen"), "g1", None, ns.get("fw"), "b0").expect("link b");
+    veth_queues(ns.get("gen"), "g0", None, ns.get("fw"), "a0", 2).expect("link a");
+    veth_queues(ns.get("gen"), "g1", None, ns.get("fw"), "b0", 2).expect("link b");
     let dir = std::env::temp_dir().join(format!("rampart-gen-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut d = Daemon::start(ns.get("fw"), &dir, CONFIG);
@@ -207,6 +209,36 @@ fn the_generator_checks_a_ruleset_under_load() {
         "{summary}"
     );
     let mut d = Daemon::start(ns.get("fw"), &dir, CONFIG);
+
+    // Two queues on both sides (two generator threads, two rampart workers),
+    // paced in bits per second: 64-byte frames at 5.12 Mbit/s are 10 kpps.
+    let (code, out, err) = gen(
+        ns.get("gen"),
+        &[
+            "--src",
+            "198.18.0.1-198.18.0.50",
+            "--dst",
+            "198.18.0.20",
+            "--dst-ports",
+            "53",
+            "--flows",
+            "500",
+            "--queues",
+            "2",
+            "--bps",
+            "5120000",
+            "--seconds",
+            "1",
+            "--expect",
+            "pass",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let r = &self::rows(&out)[0];
+    let sent = r["sent"].as_u64().unwrap();
+    assert!((8_000..=11_000).contains(&sent), "about 10 kpps for 1 s: {r}");
+    assert_eq!(r["received"].as_u64(), Some(sent), "{r}");
 
     // A wrong expectation: exit 1, the stream's ok false, the reason listed.
     let (code, out, _) = gen(

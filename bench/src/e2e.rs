@@ -152,6 +152,7 @@ fn measure(gen_ns: &str, plan: Plan) -> Result<Measured> {
     let run = |pps: f64| RunSpec {
         seconds: plan.seconds,
         pps,
+        bps: 0.0,
         queues: 1,
         loss_tolerance: 1.0,
     };

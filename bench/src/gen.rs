@@ -34,7 +34,7 @@ use rampart_dataplane::wire::build::{Spec, L4};
 use rampart_dataplane::wire::build::{MAC_A, MAC_B};
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_SYN};
 use rampart_dataplane::worker::BATCH;
-use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
+use rampart_dataplane::xdp::{self, FrameDesc, Io, PortOptions};
 use serde::{Deserialize, Serialize};
 
 const MAGIC: u16 = 0x52a7;
@@ -60,6 +60,10 @@ pub struct RunSpec {
     pub seconds: f64,
     /// Frames per second over all streams; 0 = as fast as the rings take them.
     pub pps: f64,
+    /// Or bits per second over all streams (frames with their FCS; the
+    /// preamble and gap not counted), turned into frames per second by the
+    /// mix's mean frame size. Give one of `pps` and `bps`.
+    pub bps: f64,
     /// Queues (one thread and one AF_XDP socket per port each).
     pub queues: u32,
     /// Loss a `pass` stream may show (a fraction; frames a loaded device
@@ -72,6 +76,7 @@ impl Default for RunSpec {
         RunSpec {
             seconds: 5.0,
             pps: 0.0,
+            bps: 0.0,
             queues: 1,
             loss_tolerance: 0.01,
         }
@@ -477,20 +482,59 @@ pub fn run(
         .collect::<Result<_>>()?;
     let streams = Arc::new(streams);
     let queues = r.queues as usize;
+    let threads_n = (xdp::rx_queues(port_a).max(xdp::rx_queues(port_b)) as usize).max(queues);
     let counts: Arc<Vec<Vec<Counts>>> = Arc::new(
-        (0..queues)
+        (0..threads_n)
             .map(|_| (0..streams.len()).map(|_| Counts::default()).collect())
             .collect(),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let clock = Instant::now();
-    let pps = r.pps / queues as f64;
+    if !r.bps.is_finite() || r.bps < 0.0 {
+        bail!("run.bps: {} is not a rate of 0 or more", r.bps);
+    }
+    if r.bps > 0.0 && r.pps > 0.0 {
+        bail!("run.bps: give a rate in pps or in bps, not both");
+    }
+    let rate = if r.bps > 0.0 {
+        // The mix's mean frame, weighted like the schedule (session streams
+        // count their SYNs).
+        let (mut bits, mut weight) = (0.0, 0.0);
+        for s in streams.iter() {
+            let step = if s.session { SESSION.len() } else { 1 };
+            let sizes: Vec<f64> = s
+                .templates
+                .iter()
+                .step_by(step)
+                .map(|t| (t.bytes.len() + 4) as f64 * 8.0)
+                .collect();
+            bits += s.spec.weight * sizes.iter().sum::<f64>() / sizes.len() as f64;
+            weight += s.spec.weight;
+        }
+        r.bps / (bits / weight)
+    } else {
+        r.pps
+    };
+    let pps = rate / queues as f64;
     let mut threads = Vec::new();
-    for q in 0..queues {
+    // Receive on every queue the ports have (a device may send a frame back
+    // on any of them); send on the first `queues`.
+    let rx_queues = (xdp::rx_queues(port_a).max(xdp::rx_queues(port_b)) as usize).max(queues);
+    // Sockets are opened one after the other here (concurrent opens race on
+    // attaching the XDP program), then each moves to its thread.
+    let mut ios = Vec::with_capacity(rx_queues);
+    for q in 0..rx_queues {
+        ios.push(Io::open(
+            &[port_a, port_b],
+            q as u32,
+            16_384,
+            &PortOptions::default(),
+        )?);
+    }
+    let clock = Instant::now();
+    for (q, mut io) in ios.into_iter().enumerate() {
+        let pps = if q < queues { pps } else { -1.0 };
         let (streams, counts, stop) = (Arc::clone(&streams), Arc::clone(&counts), Arc::clone(&stop));
-        let ports = [port_a.to_owned(), port_b.to_owned()];
         threads.push(thread::spawn(move || -> Result<Vec<Histogram<u64>>> {
-            let mut io = Io::open(&[&ports[0], &ports[1]], q as u32, 16_384, &PortOptions::default())?;
             Ok(worker(
                 &mut io, q, queues, &streams, &counts[q], pps, clock, &stop,
             ))
@@ -594,8 +638,9 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-/// One queue's thread: sends its share of every stream's flows, receives on
-/// both ports. Returns a latency histogram per stream.
+/// One queue's thread: sends its share of every stream's flows (none when
+/// `pps` is negative: a receive-only queue), receives on both ports. Returns
+/// a latency histogram per stream.
 #[expect(clippy::too_many_arguments, reason = "the thread's whole state")]
 fn worker(
     io: &mut Io,
@@ -648,7 +693,9 @@ fn worker(
     while !stop.load(Ordering::Relaxed) {
         io.reap();
         let now_ns = clock.elapsed().as_nanos() as u64;
-        let budget = if pps > 0.0 {
+        let budget = if pps < 0.0 {
+            0 // a receive-only queue
+        } else if pps > 0.0 {
             ((now_ns as f64 / 1e9 * pps) as u64)
                 .saturating_sub(sent_total)
                 .min(BATCH as u64) as usize

@@ -60,6 +60,10 @@ struct Cli {
     /// Frames per second over all streams, 0 = flat out (overrides the profile's).
     #[arg(long)]
     pps: Option<f64>,
+    /// Bits per second over all streams, frames with their FCS (overrides
+    /// the profile's; instead of --pps).
+    #[arg(long, conflicts_with = "pps")]
+    bps: Option<f64>,
     /// Queues, one thread each (overrides the profile's).
     #[arg(long)]
     queues: Option<u32>,
@@ -113,6 +117,11 @@ fn main() -> ExitCode {
     }
     if let Some(p) = cli.pps {
         profile.run.pps = p;
+        profile.run.bps = 0.0;
+    }
+    if let Some(b) = cli.bps {
+        profile.run.bps = b;
+        profile.run.pps = 0.0;
     }
     if let Some(q) = cli.queues {
         profile.run.queues = q;
