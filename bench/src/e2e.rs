@@ -48,6 +48,8 @@ pub struct Plan {
     pub seconds: f64,
     /// The rate of the latency run, frames per second.
     pub latency_pps: f64,
+    /// Rounds of (ceiling, rampart, kernel); medians are reported.
+    pub reps: usize,
 }
 
 /// One device's results; the JSON line has exactly these fields.
@@ -65,8 +67,13 @@ pub struct Report {
     pub new_connections_per_s: f64,
     /// Complete TCP sessions per second (six frames each, all through the device).
     pub sessions_per_s: f64,
+    /// Delivered Mpps over the ceiling's and the kernel's: the median of the
+    /// rounds' ratios.
     pub of_ceiling: f64,
     pub of_kernel: f64,
+    /// Sessions and SYNs per second over the kernel's (median of rounds).
+    pub sessions_of_kernel: f64,
+    pub conns_of_kernel: f64,
 }
 
 /// The benchmark's model as a configuration file (TOML), with an
@@ -136,7 +143,8 @@ fn generate(ns: &str, profile: Profile) -> Result<gen::Report> {
     .map_err(|_| anyhow!("the generator panicked"))?
 }
 
-/// What the three runs on one device measured.
+/// What the runs on one device measured.
+#[derive(Clone, Copy, Debug, Default)]
 struct Measured {
     delivered: f64,
     offered: f64,
@@ -244,6 +252,9 @@ fn start_rampart(bin: &Path, ns: &str, dir: &Path, config: &Path) -> Result<Daem
 
 /// Runs the benchmark.
 pub fn run(plan: Plan) -> Result<Vec<Report>> {
+    if plan.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
     if plan.interfaces == 0 || plan.interfaces > 60_000 || plan.groups < 2 || plan.flows == 0 {
         bail!("--interfaces must be 1-60000, --groups at least 2, --flows at least 1");
     }
@@ -267,43 +278,6 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
     let (gen_ns, fw_ns) = (ns.get("gen").to_owned(), ns.get("fw").to_owned());
     let fw_core = (core_affinity::get_core_ids().map_or(1, |c| c.len()) > 1).then_some(1);
 
-    // 1. The ceiling.
-    let stop = Arc::new(AtomicBool::new(false));
-    let forwarder = {
-        let stop = Arc::clone(&stop);
-        spawn_in(&fw_ns, fw_core, move || {
-            let mut io = Io::open(&["a0", "b0"], 0, 8192, &PortOptions::default())?;
-            let mut stage = Bridge::default();
-            Ok(poll_loop(
-                &mut io,
-                &mut stage,
-                Idle::Busy,
-                &stop,
-                Links::default(),
-            ))
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
-    let ceiling = measure(&gen_ns, plan);
-    stop.store(true, Ordering::Relaxed);
-    forwarder
-        .join()
-        .map_err(|_| anyhow!("the forwarder panicked"))??;
-    let ceiling = ceiling?;
-
-    // 2. rampart.
-    let rampart = {
-        let _d = start_rampart(&bin, &fw_ns, &dir, &cfg_path)?;
-        std::thread::sleep(Duration::from_millis(300));
-        measure(&gen_ns, plan)?
-    };
-
-    // 3. The kernel: a bridge, br_netfilter, conntrack, the exported ruleset.
-    ip(&["-n", &fw_ns, "link", "add", "br0", "type", "bridge"])?;
-    for port in ["a0", "b0"] {
-        ip(&["-n", &fw_ns, "link", "set", port, "master", "br0"])?;
-    }
-    ip(&["-n", &fw_ns, "link", "set", "br0", "up"])?;
     let sh = |args: &[&str]| -> Result<()> {
         let out = Command::new("ip")
             .args(["netns", "exec", &fw_ns])
@@ -321,29 +295,84 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
         "net.bridge.bridge-nf-call-iptables=1",
         "net.bridge.bridge-nf-call-ip6tables=1",
     ])?;
-    sh(&["nft", "-f", nft_path.to_str().ok_or_else(|| anyhow!("path"))?])?;
-    std::thread::sleep(Duration::from_millis(300));
-    let kernel = measure(&gen_ns, plan)?;
+    // Rounds of (ceiling, rampart, kernel), so that the machine's drift
+    // between rounds cancels out in the medians.
+    let mut rounds: [Vec<Measured>; 3] = Default::default();
+    for _ in 0..plan.reps {
+        // 1. The ceiling.
+        let stop = Arc::new(AtomicBool::new(false));
+        let forwarder = {
+            let stop = Arc::clone(&stop);
+            spawn_in(&fw_ns, fw_core, move || {
+                let mut io = Io::open(&["a0", "b0"], 0, 8192, &PortOptions::default())?;
+                let mut stage = Bridge::default();
+                Ok(poll_loop(
+                    &mut io,
+                    &mut stage,
+                    Idle::Busy,
+                    &stop,
+                    Links::default(),
+                ))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let ceiling = measure(&gen_ns, plan);
+        stop.store(true, Ordering::Relaxed);
+        forwarder
+            .join()
+            .map_err(|_| anyhow!("the forwarder panicked"))??;
+        rounds[0].push(ceiling?);
+
+        // 2. rampart.
+        {
+            let _d = start_rampart(&bin, &fw_ns, &dir, &cfg_path)?;
+            std::thread::sleep(Duration::from_millis(300));
+            rounds[1].push(measure(&gen_ns, plan)?);
+        }
+        let _ = std::fs::remove_dir_all(dir.join("state"));
+
+        // 3. The kernel: a bridge, br_netfilter, conntrack, the exported ruleset.
+        ip(&["-n", &fw_ns, "link", "add", "br0", "type", "bridge"])?;
+        for port in ["a0", "b0"] {
+            ip(&["-n", &fw_ns, "link", "set", port, "master", "br0"])?;
+        }
+        ip(&["-n", &fw_ns, "link", "set", "br0", "up"])?;
+        sh(&["nft", "-f", nft_path.to_str().ok_or_else(|| anyhow!("path"))?])?;
+        std::thread::sleep(Duration::from_millis(300));
+        let kernel = measure(&gen_ns, plan);
+        sh(&["nft", "flush", "ruleset"])?;
+        ip(&["-n", &fw_ns, "link", "del", "br0"])?;
+        rounds[2].push(kernel?);
+    }
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 
-    let rows = [("ceiling", ceiling), ("rampart", rampart), ("kernel", kernel)];
-    let (c, k) = (rows[0].1.delivered, rows[2].1.delivered);
-    Ok(rows
-        .into_iter()
-        .map(|(name, m)| Report {
-            dut: name.into(),
-            delivered_mpps: m.delivered,
-            offered_mpps: m.offered,
-            loss: m.loss,
+    let med = |xs: Vec<f64>| crate::classify::median(xs);
+    let per_round = |a: usize, b: usize, f: fn(&Measured) -> f64| -> f64 {
+        med(rounds[a]
+            .iter()
+            .zip(&rounds[b])
+            .map(|(x, y)| if f(y) > 0.0 { f(x) / f(y) } else { 0.0 })
+            .collect())
+    };
+    let pick = |d: usize, f: fn(&Measured) -> f64| med(rounds[d].iter().map(f).collect());
+    let names = ["ceiling", "rampart", "kernel"];
+    Ok((0..3)
+        .map(|d| Report {
+            dut: names[d].into(),
+            delivered_mpps: pick(d, |m| m.delivered),
+            offered_mpps: pick(d, |m| m.offered),
+            loss: pick(d, |m| m.loss),
             latency_pps: plan.latency_pps,
-            p50_us: m.p50,
-            p99_us: m.p99,
-            p999_us: m.p999,
-            new_connections_per_s: m.conn,
-            sessions_per_s: m.sessions,
-            of_ceiling: if c > 0.0 { m.delivered / c } else { 0.0 },
-            of_kernel: if k > 0.0 { m.delivered / k } else { 0.0 },
+            p50_us: pick(d, |m| m.p50),
+            p99_us: pick(d, |m| m.p99),
+            p999_us: pick(d, |m| m.p999),
+            new_connections_per_s: pick(d, |m| m.conn),
+            sessions_per_s: pick(d, |m| m.sessions),
+            of_ceiling: per_round(d, 0, |m| m.delivered),
+            of_kernel: per_round(d, 2, |m| m.delivered),
+            sessions_of_kernel: per_round(d, 2, |m| m.sessions),
+            conns_of_kernel: per_round(d, 2, |m| m.conn),
         })
         .collect())
 }
@@ -394,13 +423,14 @@ pub fn render(plan: Plan, reports: &[Report]) -> String {
         reports.iter().find(|r| r.dut == "rampart"),
         reports.iter().find(|r| r.dut == "kernel"),
     ) {
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let _ = k;
         s.push_str(&format!(
-            "rampart / ceiling {:.1} %; rampart / kernel: {:.2}x packets, {:.2}x new connections (SYNs), {:.2}x sessions\n",
+            "rampart / ceiling {:.1} %; rampart / kernel: {:.2}x packets, {:.2}x new connections (SYNs), {:.2}x sessions \
+             (medians of the rounds' ratios)\n",
             r.of_ceiling * 100.0,
             r.of_kernel,
-            ratio(r.new_connections_per_s, k.new_connections_per_s),
-            ratio(r.sessions_per_s, k.sessions_per_s)
+            r.conns_of_kernel,
+            r.sessions_of_kernel
         ));
     }
     s

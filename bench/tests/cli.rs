@@ -278,6 +278,8 @@ fn e2e_measures_ceiling_rampart_and_kernel_on_one_topology() {
         "0.4",
         "--latency-pps",
         "5000",
+        "--reps",
+        "1",
         "--json",
     ];
     let (code, stdout, stderr) = bench(&args);

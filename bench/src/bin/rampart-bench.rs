@@ -136,6 +136,9 @@ enum Command {
         /// Frames per second of the latency run. Default 50000.
         #[arg(long, default_value_t = 50_000.0)]
         latency_pps: f64,
+        /// Rounds of (ceiling, rampart, kernel); medians reported. Default 3.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
         /// Print one JSON object per device instead of the table.
         #[arg(long)]
         json: bool,
@@ -316,9 +319,11 @@ fn run(cli: Cli) -> Result<()> {
             flows,
             seconds,
             latency_pps,
+            reps,
             json,
         } => {
             let plan = e2e::Plan {
+                reps,
                 groups,
                 rules_per_group: rules,
                 interfaces,
