@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use support::api::Client;
 use support::daemon::Daemon;
 use support::netns::{self, connect, serve_tcp, Topology};
+use support::prometheus::SCRAPE_EVERY_SECOND;
 
 const BLOCKED: Duration = Duration::from_millis(700);
 const OPEN: Duration = Duration::from_secs(3);
@@ -266,56 +267,6 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Starts a real Prometheus server in namespace `ns` scraping the API's
-/// `/metrics` every second; killed when dropped.
-struct Prometheus {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl Prometheus {
-    fn start(ns: &str, dir: &std::path::Path) -> Prometheus {
-        let dir = dir.join("prometheus");
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: rampart\n    static_configs:\n      - targets: ['127.0.0.1:9740']\n",
-        )
-        .expect("config");
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", ns, "prometheus"])
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg("--web.listen-address=127.0.0.1:9090")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("log")).expect("log"))
-            .spawn()
-            .expect("prometheus (Debian package prometheus, installed by scripts/install-deps.sh)");
-        Prometheus { child, dir }
-    }
-
-    /// The value of an instant query that returns one series, once it does.
-    fn query(&self, ns: &str, promql: &str) -> Option<f64> {
-        let url = format!(
-            "http://127.0.0.1:9090/api/v1/query?query={}",
-            promql.bytes().map(|b| format!("%{b:02X}")).collect::<String>()
-        );
-        netns::in_ns(ns, move || {
-            let mut resp = ureq::get(&url).call().ok()?;
-            let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()?;
-            v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
-        })
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     let Some(t) = network("prom") else { return };
@@ -371,7 +322,7 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     );
 
     // A real Prometheus scrapes it and answers with the same numbers.
-    let prom = Prometheus::start(&t.fw, &dir);
+    let prom = support::prometheus::Prometheus::start(&t.fw, &dir, SCRAPE_EVERY_SECOND);
     let wanted = [
         (
             format!("rampart_rule_flows_created_total{{rule=\"{port80}\"}}"),

@@ -169,6 +169,17 @@ pub struct Api {
 
 impl Api {
     /// Records a change's compile time and its call-to-enforced latency.
+    /// Counts a change's outcome by its answer.
+    fn outcome(&self, answer: &Answer) {
+        let result = match answer {
+            Ok(_) => "applied",
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => "not_enforced",
+            Err(e) if e.status.is_server_error() => "failed",
+            Err(_) => "refused",
+        };
+        self.metrics.changes.with_label_values(&[result]).inc();
+    }
+
     fn observe(&self, applied: Applied, called: Instant) {
         self.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
         self.metrics
@@ -395,7 +406,10 @@ pub fn serve(
                 while !stop.load(Ordering::Relaxed) {
                     if hup.swap(false, Ordering::Relaxed) {
                         let mut c = api.control.lock().await;
-                        match c.reload(false) {
+                        let result = c.reload(false);
+                        let outcome = if result.is_ok() { "applied" } else { "refused" };
+                        api.metrics.changes.with_label_values(&[outcome]).inc();
+                        match result {
                             Ok((applied, note)) => {
                                 api.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
                                 log(format!(
@@ -672,6 +686,12 @@ struct ModelDocument {
 }
 
 async fn put_model(State(api): State<Arc<Api>>, Body(doc): Body<ModelDocument>) -> Answer {
+    let answer = put_model_inner(&api, doc).await;
+    api.outcome(&answer);
+    answer
+}
+
+async fn put_model_inner(api: &Api, doc: ModelDocument) -> Answer {
     let called = Instant::now();
     let mut c = api.control.lock().await;
     let mut text = json!({
@@ -710,7 +730,14 @@ async fn reload(State(api): State<Arc<Api>>, body: Bytes) -> Answer {
     };
     let called = Instant::now();
     let mut c = api.control.lock().await;
-    let (applied, note) = c.reload(req.force)?;
+    let result = c.reload(req.force);
+    let outcome = match &result {
+        Ok(_) => "applied",
+        Err(e) if e.status.is_server_error() => "failed",
+        Err(_) => "refused",
+    };
+    api.metrics.changes.with_label_values(&[outcome]).inc();
+    let (applied, note) = result?;
     wait_enforced(&c, applied).await?;
     api.observe(applied, called);
     Ok(Json(

@@ -308,6 +308,9 @@ pub struct Metrics {
     /// A change through the API or a reload, from the call to every worker
     /// running it, seconds.
     pub update_seconds: Histogram,
+    /// Changes by outcome: `applied`, `refused` (invalid input), `not_enforced`
+    /// (a worker did not take it in time), `failed` (could not be saved).
+    pub changes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -338,6 +341,14 @@ impl Metrics {
             .buckets(buckets),
         )
         .expect("a valid metric");
+        let changes = counter(
+            "rampart_changes_total",
+            "Model changes (API and reloads) by outcome: applied, refused, not_enforced, failed.",
+            &["result"],
+        );
+        for result in ["applied", "refused", "not_enforced", "failed"] {
+            changes.with_label_values(&[result]);
+        }
         let info = IntGaugeVec::new(
             Opts::new("rampart_build_info", "rampart's version."),
             &["version"],
@@ -350,6 +361,7 @@ impl Metrics {
             Box::new(live) as Box<dyn Collector>,
             Box::new(compile_seconds.clone()),
             Box::new(update_seconds.clone()),
+            Box::new(changes.clone()),
             Box::new(info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -359,6 +371,7 @@ impl Metrics {
             names,
             compile_seconds,
             update_seconds,
+            changes,
         }
     }
 

@@ -1,0 +1,211 @@
+//! The deployment kit's monitoring files are true: `promtool` accepts the
+//! scrape config and the alerting rules, and a real Prometheus scraping a
+//! running appliance (two workers, traffic, rule changes) returns data for
+//! every PromQL expression of the Grafana dashboard and of the alert rules.
+//! An expression that returns nothing fails the test.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use support::api::Client;
+use support::daemon::Daemon;
+use support::netns::{self, connect, serve_tcp, Topology};
+use support::prometheus::Prometheus;
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
+}
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("promtool (Debian package prometheus)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every expression of the dashboard, with Grafana's variables given values.
+fn dashboard_expressions() -> Vec<String> {
+    let text = std::fs::read_to_string(scripts().join("grafana/rampart.json")).expect("dashboard");
+    let dash: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let vars = dash["templating"]["list"].as_array().expect("variables");
+    assert!(
+        vars.iter()
+            .any(|v| v["type"] == "datasource" && v["name"] == "datasource"),
+        "a datasource variable"
+    );
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+        for t in panel["targets"].as_array().expect("targets") {
+            let e = t["expr"].as_str().expect("expr");
+            exprs.push(e.replace("$__rate_interval", "1m").replace("$__range", "5m"));
+        }
+    }
+    exprs
+}
+
+/// The signals of the alert rules: each side of the rule's top-level
+/// comparison that is not a bare number.
+fn alert_signals() -> Vec<String> {
+    let text = std::fs::read_to_string(scripts().join("prometheus/alerts.yml")).expect("alerts");
+    let mut signals = Vec::new();
+    for line in text.lines() {
+        let Some(expr) = line.trim().strip_prefix("expr:") else {
+            continue;
+        };
+        let expr = expr.trim();
+        // The last comparison outside parentheses and braces.
+        let (mut depth, mut cut) = (0i32, None);
+        let bytes = expr.as_bytes();
+        for (i, c) in bytes.iter().enumerate() {
+            match c {
+                b'(' | b'{' | b'[' => depth += 1,
+                b')' | b'}' | b']' => depth -= 1,
+                b'>' | b'<' if depth == 0 => cut = Some((i, 1)),
+                b'=' if depth == 0 && i > 0 && bytes[i - 1] == b'=' => cut = Some((i - 1, 2)),
+                _ => {}
+            }
+        }
+        let (at, len) = cut.unwrap_or_else(|| panic!("no comparison in {expr}"));
+        for side in [&expr[..at], &expr[at + len..]] {
+            let side = side.trim();
+            if side.parse::<f64>().is_err() {
+                signals.push(side.to_owned());
+            }
+        }
+    }
+    assert!(signals.len() >= 5, "{signals:?}");
+    signals
+}
+
+#[test]
+fn promtool_accepts_the_scrape_config_and_the_alert_rules() {
+    let (ok, text) = promtool(&[
+        "check",
+        "rules",
+        scripts().join("prometheus/alerts.yml").to_str().expect("path"),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("5 rules found"), "{text}");
+    let (ok, text) = promtool(&[
+        "check",
+        "config",
+        scripts()
+            .join("prometheus/prometheus.yml")
+            .to_str()
+            .expect("path"),
+    ]);
+    assert!(ok, "{text}");
+}
+
+const CONFIG: &str = r#"
+[appliance]
+port_a = "a0"
+port_b = "b0"
+workers = 2
+cores = [0, 1]
+
+[[vpc]]
+name = "t"
+
+[[security_group]]
+vpc = "t"
+name = "web"
+rules = [{ direction = "ingress", protocol = "tcp", ports = "80" }]
+
+[[interface]]
+vpc = "t"
+name = "web-1"
+addresses = ["198.18.0.20"]
+groups = ["web"]
+"#;
+
+#[test]
+fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
+    if !netns::available() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let exprs: Vec<String> = dashboard_expressions()
+        .into_iter()
+        .chain(alert_signals())
+        .collect();
+    let t = Topology::with_queues("dep", 2);
+    t.address(&t.client, "198.18.0.1/24");
+    t.address(&t.server, "198.18.0.20/24");
+    serve_tcp(&t.server, "198.18.0.20:80", "web\n");
+    let dir = std::env::temp_dir().join(format!("rampart-deploy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    let api = Client::new(&t.fw, &dir);
+
+    // The shipped scrape config, scraping every second, with its rules.
+    let shipped = std::fs::read_to_string(scripts().join("prometheus/prometheus.yml")).expect("config");
+    let config = shipped
+        .replace("scrape_interval: 5s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 5s", "evaluation_interval: 1s");
+    assert_ne!(config, shipped);
+    std::fs::create_dir_all(dir.join("prometheus")).expect("dir");
+    std::fs::copy(
+        scripts().join("prometheus/alerts.yml"),
+        dir.join("prometheus/alerts.yml"),
+    )
+    .expect("rules");
+    let prom = Prometheus::start(&t.fw, &dir, &config);
+
+    // Traffic for 15 s: allowed connections, denied ones, rule changes.
+    let started = Instant::now();
+    let rules = "/v1/vpcs/t/security-groups/web/rules";
+    while started.elapsed() < Duration::from_secs(15) {
+        for _ in 0..5 {
+            assert!(connect(&t.client, "198.18.0.1", "198.18.0.20:80", Duration::from_secs(3)).is_ok());
+        }
+        let _ = connect(
+            &t.client,
+            "198.18.0.1",
+            "198.18.0.20:8080",
+            Duration::from_millis(100),
+        );
+        let (status, added) = api.send(
+            "POST",
+            rules,
+            &json!({ "direction": "ingress", "protocol": "udp", "ports": 5353 }),
+        );
+        assert_eq!(status, 200, "{added}");
+        let id = added["ids"][0].as_str().expect("id").to_owned();
+        assert_eq!(api.delete(&format!("{rules}/{id}")).0, 200);
+    }
+
+    let mut empty = Vec::new();
+    for e in &exprs {
+        let values = prom
+            .query_all(&t.fw, e)
+            .unwrap_or_else(|| panic!("query failed: {e}"));
+        if values.is_empty() || values.iter().all(|v| v.is_nan()) {
+            empty.push(e.clone());
+        }
+    }
+    let log = std::fs::read_to_string(prom.dir.join("log")).unwrap_or_default();
+    assert!(empty.is_empty(), "expressions without data: {empty:#?}\n{log}");
+    // The alert rules were loaded and evaluated (none firing on a healthy appliance).
+    let firing = prom
+        .query_all(&t.fw, "ALERTS{alertstate=\"firing\"}")
+        .expect("ALERTS");
+    assert!(
+        firing.is_empty(),
+        "alerts firing on a healthy appliance: {firing:?}"
+    );
+    drop(prom);
+    assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
+    let _ = std::fs::remove_dir_all(dir);
+}
