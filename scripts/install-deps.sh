@@ -5,12 +5,13 @@
 #   libelf-dev zlib1g-dev pkg-config, and libpcap-dev;
 # - the namespace tests and the demo: iproute2 ethtool iputils-ping curl
 #   python3 (the demo's web server), nftables;
+# - the deployment tests: systemd (systemd-analyze verifies the unit);
 # - the metrics tests: prometheus (its server and promtool; the tests start
 #   their own server inside a namespace, so the package's service is kept
 #   from starting while installing).
 set -euo pipefail
 packages=(clang llvm m4 make gcc libc6-dev libelf-dev zlib1g-dev libpcap-dev pkg-config
-  iproute2 ethtool iputils-ping curl python3 nftables prometheus)
+  iproute2 ethtool iputils-ping curl python3 nftables prometheus systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

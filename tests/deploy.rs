@@ -209,3 +209,122 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `systemd-analyze verify` accepts the unit (every directive known, the
+/// binaries it names present) without a warning.
+#[test]
+fn the_systemd_unit_verifies_cleanly() {
+    let unit = std::fs::read_to_string(scripts().join("systemd/rampart.service")).expect("unit");
+    assert!(
+        unit.contains("Restart=on-failure")
+            && unit.contains("AmbientCapabilities=")
+            && unit.contains("NoNewPrivileges=yes")
+    );
+    let dir = std::env::temp_dir().join(format!("rampart-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // The installed binary's path, for verify to find it.
+    let copy = dir.join("rampart.service");
+    std::fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/rampart", support::daemon::BIN),
+    )
+    .expect("write");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze (Debian package systemd, installed by scripts/install-deps.sh)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.trim().is_empty(), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `host-prep.sh up` sets promiscuous mode and turns the offloads off (and
+/// says what a veth cannot do), `down` restores exactly what was there.
+#[test]
+fn host_prep_up_then_down_restores_the_ports() {
+    if !netns::available() {
+        eprintln!("skipped: needs root and ip netns");
+        return;
+    }
+    let ns =
+        rampart_bench::netns::Namespaces::create(&format!("rpt{}-hp", std::process::id() % 100_000), &["h"])
+            .expect("namespace");
+    let h = ns.get("h").to_owned();
+    rampart_bench::netns::veth(&h, "x0", None, &h, "x1").expect("veth");
+    let sh = |args: &[&str]| -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &h])
+            .args(args)
+            .output()
+            .expect("run");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    sh(&["ethtool", "-K", "x0", "gro", "on", "tso", "on"]);
+    let state = std::env::temp_dir().join(format!("rampart-hp-{}", std::process::id()));
+    let script = scripts().join("host-prep.sh");
+    let script = script.to_str().expect("path");
+    let features = |dev: &str| -> Vec<String> {
+        sh(&["ethtool", "-k", dev])
+            .lines()
+            .filter(|l| {
+                l.starts_with("generic-receive-offload:") || l.starts_with("tcp-segmentation-offload:")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let promisc = |dev: &str| sh(&["ip", "-d", "link", "show", dev]).contains("PROMISC");
+    let before = (features("x0"), promisc("x0"));
+    assert!(before.0.iter().all(|l| l.ends_with(": on")), "{before:?}");
+
+    let args = [
+        "--port-a",
+        "x0",
+        "--port-b",
+        "x1",
+        "--state-dir",
+        state.to_str().expect("path"),
+    ];
+    let up = sh(&[
+        &["bash", script, "up"][..],
+        &args,
+        &["--workers", "1", "--cores", "1"],
+    ]
+    .concat());
+    assert!(features("x0").iter().all(|l| l.ends_with(": off")), "{up}");
+    assert!(promisc("x0") && promisc("x1"), "{up}");
+    assert!(up.contains("x0: no interrupts of its own"), "{up}");
+    assert!(
+        up.contains("cannot take the symmetric RSS setup"),
+        "veth has no RSS: {up}"
+    );
+
+    let down = sh(&[&["bash", script, "down"][..], &args].concat());
+    assert_eq!((features("x0"), promisc("x0")), before, "{down}");
+    assert!(!promisc("x1"), "{down}");
+    let again = sh(&[&["bash", script, "down"][..], &args].concat());
+    assert!(again.contains("nothing saved"), "{again}");
+    let bad = sh(&[
+        "bash",
+        script,
+        "up",
+        "--port-a",
+        "x0",
+        "--port-b",
+        "nope0",
+        "--workers",
+        "1",
+        "--cores",
+        "1",
+    ]);
+    assert!(bad.contains("no interface named 'nope0'"), "{bad}");
+    let _ = std::fs::remove_dir_all(state);
+}
