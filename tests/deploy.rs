@@ -1,6 +1,6 @@
 //! The deployment kit's monitoring files are true: `promtool` accepts the
 //! scrape config and the alerting rules, and a real Prometheus scraping a
-//! running appliance (two workers, traffic, rule changes) returns data for
+//! running appliance (two workers, rampart-gen traffic, rule changes) returns data for
 //! every PromQL expression of the Grafana dashboard and of the alert rules.
 //! An expression that returns nothing fails the test.
 
@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use support::api::Client;
 use support::daemon::Daemon;
-use support::netns::{self, connect, serve_tcp, Topology};
+use support::netns;
 use support::prometheus::Prometheus;
 
 fn scripts() -> PathBuf {
@@ -108,6 +108,42 @@ fn promtool_accepts_the_scrape_config_and_the_alert_rules() {
     assert!(ok, "{text}");
 }
 
+const GEN: &str = env!("CARGO_BIN_EXE_rampart-gen-under-test");
+
+const PROFILE: &str = r#"
+[run]
+seconds = 14
+pps = 20000
+queues = 2
+
+[[stream]]
+name = "dns"
+protocol = "udp"
+src = "198.18.0.1-198.18.0.40"
+dst = "198.18.0.20"
+dst_ports = "53"
+flows = 400
+expect = "pass"
+
+[[stream]]
+name = "sessions"
+protocol = "tcp-session"
+src = "198.18.0.1-198.18.0.40"
+dst = "198.18.0.20"
+dst_ports = "80"
+flows = 400
+expect = "pass"
+
+[[stream]]
+name = "denied"
+protocol = "udp"
+src = "198.18.0.1"
+dst = "198.18.0.20"
+dst_ports = "54"
+weight = 0.1
+expect = "drop"
+"#;
+
 const CONFIG: &str = r#"
 [appliance]
 port_a = "a0"
@@ -121,7 +157,10 @@ name = "t"
 [[security_group]]
 vpc = "t"
 name = "web"
-rules = [{ direction = "ingress", protocol = "tcp", ports = "80" }]
+rules = [
+  { direction = "ingress", protocol = "tcp", ports = "80" },
+  { direction = "ingress", protocol = "udp", ports = "53" },
+]
 
 [[interface]]
 vpc = "t"
@@ -140,14 +179,18 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
         .into_iter()
         .chain(alert_signals())
         .collect();
-    let t = Topology::with_queues("dep", 2);
-    t.address(&t.client, "198.18.0.1/24");
-    t.address(&t.server, "198.18.0.20/24");
-    serve_tcp(&t.server, "198.18.0.20:80", "web\n");
+    let ns = rampart_bench::netns::Namespaces::create(
+        &format!("rpt{}-dep", std::process::id() % 100_000),
+        &["gen", "fw"],
+    )
+    .expect("namespaces");
+    rampart_bench::netns::veth_queues(ns.get("gen"), "g0", None, ns.get("fw"), "a0", 2).expect("link a");
+    rampart_bench::netns::veth_queues(ns.get("gen"), "g1", None, ns.get("fw"), "b0", 2).expect("link b");
+    let fw = ns.get("fw").to_owned();
     let dir = std::env::temp_dir().join(format!("rampart-deploy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let mut d = Daemon::start(&fw, &dir, CONFIG);
+    let api = Client::new(&fw, &dir);
 
     // The shipped scrape config, scraping every second, with its rules.
     let shipped = std::fs::read_to_string(scripts().join("prometheus/prometheus.yml")).expect("config");
@@ -161,21 +204,33 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
         dir.join("prometheus/alerts.yml"),
     )
     .expect("rules");
-    let prom = Prometheus::start(&t.fw, &dir, &config);
+    let prom = Prometheus::start(&fw, &dir, &config);
 
-    // Traffic for 15 s: allowed connections, denied ones, rule changes.
+    // rampart-gen sends for 14 s on two queues (allowed UDP, denied UDP,
+    // whole TCP sessions) while rules change through the API.
+    let profile = dir.join("profile.toml");
+    std::fs::write(&profile, PROFILE).expect("profile");
+    let generator = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.get("gen"),
+            GEN,
+            "--port-a",
+            "g0",
+            "--port-b",
+            "g1",
+            "--quiet",
+            "--json",
+            "--profile",
+        ])
+        .arg(&profile)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("rampart-gen");
     let started = Instant::now();
     let rules = "/v1/vpcs/t/security-groups/web/rules";
-    while started.elapsed() < Duration::from_secs(15) {
-        for _ in 0..5 {
-            assert!(connect(&t.client, "198.18.0.1", "198.18.0.20:80", Duration::from_secs(3)).is_ok());
-        }
-        let _ = connect(
-            &t.client,
-            "198.18.0.1",
-            "198.18.0.20:8080",
-            Duration::from_millis(100),
-        );
+    while started.elapsed() < Duration::from_secs(13) {
         let (status, added) = api.send(
             "POST",
             rules,
@@ -184,12 +239,16 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
         assert_eq!(status, 200, "{added}");
         let id = added["ids"][0].as_str().expect("id").to_owned();
         assert_eq!(api.delete(&format!("{rules}/{id}")).0, 200);
+        std::thread::sleep(Duration::from_millis(200));
     }
+    let out = generator.wait_with_output().expect("rampart-gen ran");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the generator's expectations: {text}");
 
     let mut empty = Vec::new();
     for e in &exprs {
         let values = prom
-            .query_all(&t.fw, e)
+            .query_all(&fw, e)
             .unwrap_or_else(|| panic!("query failed: {e}"));
         if values.is_empty() || values.iter().all(|v| v.is_nan()) {
             empty.push(e.clone());
@@ -199,7 +258,7 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
     assert!(empty.is_empty(), "expressions without data: {empty:#?}\n{log}");
     // The alert rules were loaded and evaluated (none firing on a healthy appliance).
     let firing = prom
-        .query_all(&t.fw, "ALERTS{alertstate=\"firing\"}")
+        .query_all(&fw, "ALERTS{alertstate=\"firing\"}")
         .expect("ALERTS");
     assert!(
         firing.is_empty(),
