@@ -527,7 +527,7 @@ async fn version() -> Json<Value> {
 
 /// Applies `change` to a copy of the model; on success saves, publishes and
 /// waits for enforcement, answering `extra` plus the generation.
-async fn mutate(api: &Api, change: impl FnOnce(&mut Model) -> Result<Value, Errors>) -> Answer {
+async fn mutate(api: &Api, change: impl FnOnce(&mut Model) -> Result<Value, ApiError>) -> Answer {
     let called = Instant::now();
     let mut c = api.control.lock().await;
     let mut model = c.config.model.clone();
@@ -568,6 +568,29 @@ async fn wait_enforced(c: &Control, applied: Applied) -> Result<(), ApiError> {
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
+}
+
+/// [`mutate`] within the VPC named (or id'd) `vpc` in the path, resolved
+/// under the same lock as the change.
+async fn mutate_in(
+    api: &Api,
+    vpc: &str,
+    change: impl FnOnce(&mut Model, &str) -> Result<Value, ApiError>,
+) -> Answer {
+    mutate(api, |m| {
+        let name = vpc_name(m, vpc)?;
+        change(m, &name)
+    })
+    .await
+}
+
+/// The id of the VPC named (or id'd) `vpc`.
+fn vpc_id(model: &Model, vpc: &str) -> Result<crate::model::VpcId, ApiError> {
+    let name = vpc_name(model, vpc)?;
+    model
+        .vpc_by_name(&name)
+        .map(|v| v.id)
+        .ok_or_else(|| not_found("vpc"))
 }
 
 fn vpc_name(model: &Model, vpc: &str) -> Result<String, ApiError> {
@@ -760,13 +783,7 @@ async fn explain_packet(State(api): State<Arc<Api>>, Body(req): Body<ExplainRequ
     let m = &c.config.model;
     let vlan = match &req.vpc {
         None => req.vlan,
-        Some(name) => m
-            .vpc(
-                m.vpc_by_name(&vpc_name(m, name)?)
-                    .map(|v| v.id)
-                    .ok_or_else(|| not_found("vpc"))?,
-            )
-            .and_then(|v| v.vlan),
+        Some(name) => m.vpc(vpc_id(m, name)?).and_then(|v| v.vlan),
     };
     let words: Vec<String> = req.packet.split_whitespace().map(str::to_owned).collect();
     let pkt = explain::parse_packet(&words, vlan).map_err(|e| ApiError::field("invalid", "packet", e))?;
@@ -789,11 +806,8 @@ async fn list_vpcs(State(api): State<Arc<Api>>) -> Json<Value> {
 async fn show_vpc(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let name = vpc_name(m, &vpc)?;
-    Ok(Json(vpc_view(
-        m,
-        m.vpc_by_name(&name).ok_or_else(|| not_found("vpc"))?,
-    )))
+    let v = m.vpc(vpc_id(m, &vpc)?).ok_or_else(|| not_found("vpc"))?;
+    Ok(Json(vpc_view(m, v)))
 }
 
 async fn create_vpc(State(api): State<Arc<Api>>, Body(spec): Body<VpcSpec>) -> Answer {
@@ -809,13 +823,17 @@ async fn update_vpc(
     Path(vpc): Path<String>,
     Body(spec): Body<VpcSpec>,
 ) -> Answer {
-    let name = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.update_vpc(&name, &spec).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, name| {
+        Ok(m.update_vpc(name, &spec).map(|()| json!({}))?)
+    })
+    .await
 }
 
 async fn delete_vpc(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer {
-    let name = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.delete_vpc(&name).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, name| {
+        Ok(m.delete_vpc(name).map(|()| json!({}))?)
+    })
+    .await
 }
 
 // -- groups
@@ -823,10 +841,7 @@ async fn delete_vpc(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Ans
 async fn list_groups(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let id = m
-        .vpc_by_name(&vpc_name(m, &vpc)?)
-        .map(|v| v.id)
-        .ok_or_else(|| not_found("vpc"))?;
+    let id = vpc_id(m, &vpc)?;
     Ok(Json(
         json!({ "security_groups": m.groups_in(id).map(|g| group_view(m, g)).collect::<Vec<_>>() }),
     ))
@@ -835,10 +850,7 @@ async fn list_groups(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> An
 async fn show_group(State(api): State<Arc<Api>>, Path((vpc, sg)): Path<(String, String)>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let id = m
-        .vpc_by_name(&vpc_name(m, &vpc)?)
-        .map(|v| v.id)
-        .ok_or_else(|| not_found("vpc"))?;
+    let id = vpc_id(m, &vpc)?;
     let g = m
         .resolve_group(id, &sg)
         .map_err(|e| ApiError::model(&Errors::one(e)))?;
@@ -850,9 +862,8 @@ async fn create_group(
     Path(vpc): Path<String>,
     Body(body): Body<Value>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    let spec: GroupSpec = with_vpc(body, &vpc)?;
-    mutate(&api, |m| {
+    mutate_in(&api, &vpc, |m, vpc| {
+        let spec: GroupSpec = with_vpc(body, vpc)?;
         let id = m.create_group(&spec)?;
         let g = m.group(id).map(|g| group_view(m, g)).unwrap_or(Value::Null);
         Ok(json!({ "id": id.to_string(), "security_group": g }))
@@ -865,13 +876,17 @@ async fn update_group(
     Path((vpc, sg)): Path<(String, String)>,
     Body(update): Body<GroupUpdate>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.update_group(&vpc, &sg, &update).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.update_group(vpc, &sg, &update).map(|()| json!({}))?)
+    })
+    .await
 }
 
 async fn delete_group(State(api): State<Arc<Api>>, Path((vpc, sg)): Path<(String, String)>) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.delete_group(&vpc, &sg).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.delete_group(vpc, &sg).map(|()| json!({}))?)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -885,9 +900,8 @@ async fn copy_group(
     Path((vpc, sg)): Path<(String, String)>,
     Body(req): Body<CopyRequest>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| {
-        let id = m.copy_group(&vpc, &sg, &req.name)?;
+    mutate_in(&api, &vpc, |m, vpc| {
+        let id = m.copy_group(vpc, &sg, &req.name)?;
         Ok(json!({ "id": id.to_string() }))
     })
     .await
@@ -921,9 +935,8 @@ async fn add_rules(
     Body(body): Body<Value>,
 ) -> Answer {
     let rules = rules_from(body)?;
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| {
-        let ids = m.add_rules(&vpc, &sg, &rules)?;
+    mutate_in(&api, &vpc, |m, vpc| {
+        let ids = m.add_rules(vpc, &sg, &rules)?;
         Ok(json!({ "ids": ids.iter().map(ToString::to_string).collect::<Vec<_>>() }))
     })
     .await
@@ -935,9 +948,8 @@ async fn replace_rules(
     Body(body): Body<Value>,
 ) -> Answer {
     let rules = rules_from(body)?;
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| {
-        let ids = m.replace_rules(&vpc, &sg, &rules)?;
+    mutate_in(&api, &vpc, |m, vpc| {
+        let ids = m.replace_rules(vpc, &sg, &rules)?;
         Ok(json!({ "ids": ids.iter().map(ToString::to_string).collect::<Vec<_>>() }))
     })
     .await
@@ -948,9 +960,8 @@ async fn update_rule(
     Path((vpc, sg, rule)): Path<(String, String, String)>,
     Body(spec): Body<RuleSpec>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| {
-        m.update_rule(&vpc, &sg, &rule, &spec).map(|()| json!({}))
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.update_rule(vpc, &sg, &rule, &spec).map(|()| json!({}))?)
     })
     .await
 }
@@ -959,8 +970,10 @@ async fn delete_rule(
     State(api): State<Arc<Api>>,
     Path((vpc, sg, rule)): Path<(String, String, String)>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.delete_rule(&vpc, &sg, &rule).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.delete_rule(vpc, &sg, &rule).map(|()| json!({}))?)
+    })
+    .await
 }
 
 // -- interfaces
@@ -968,10 +981,7 @@ async fn delete_rule(
 async fn list_interfaces(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let id = m
-        .vpc_by_name(&vpc_name(m, &vpc)?)
-        .map(|v| v.id)
-        .ok_or_else(|| not_found("vpc"))?;
+    let id = vpc_id(m, &vpc)?;
     Ok(Json(json!({
         "interfaces": m.interfaces().filter(|i| i.vpc == id).map(|i| interface_view(m, i)).collect::<Vec<_>>()
     })))
@@ -980,10 +990,7 @@ async fn list_interfaces(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -
 async fn show_interface(State(api): State<Arc<Api>>, Path((vpc, name)): Path<(String, String)>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let id = m
-        .vpc_by_name(&vpc_name(m, &vpc)?)
-        .map(|v| v.id)
-        .ok_or_else(|| not_found("vpc"))?;
+    let id = vpc_id(m, &vpc)?;
     let i = m
         .interface_by_name(id, &name)
         .ok_or_else(|| not_found(&format!("interface {name:?} in vpc {vpc:?}")))?;
@@ -995,9 +1002,8 @@ async fn create_interface(
     Path(vpc): Path<String>,
     Body(body): Body<Value>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    let spec: InterfaceSpec = with_vpc(body, &vpc)?;
-    mutate(&api, |m| {
+    mutate_in(&api, &vpc, |m, vpc| {
+        let spec: InterfaceSpec = with_vpc(body, vpc)?;
         let id = m.create_interface(&spec)?;
         Ok(json!({ "id": id.to_string() }))
     })
@@ -1009,17 +1015,18 @@ async fn update_interface(
     Path((vpc, name)): Path<(String, String)>,
     Body(body): Body<Value>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    let spec: InterfaceSpec = with_vpc(body, &vpc)?;
-    mutate(&api, |m| {
-        m.update_interface(&vpc, &name, &spec).map(|()| json!({}))
+    mutate_in(&api, &vpc, |m, vpc| {
+        let spec: InterfaceSpec = with_vpc(body, vpc)?;
+        Ok(m.update_interface(vpc, &name, &spec).map(|()| json!({}))?)
     })
     .await
 }
 
 async fn delete_interface(State(api): State<Arc<Api>>, Path((vpc, name)): Path<(String, String)>) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.delete_interface(&vpc, &name).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.delete_interface(vpc, &name).map(|()| json!({}))?)
+    })
+    .await
 }
 
 async fn set_groups(
@@ -1027,24 +1034,27 @@ async fn set_groups(
     Path((vpc, name)): Path<(String, String)>,
     Body(groups): Body<Vec<String>>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| {
-        m.set_interface_groups(&vpc, &name, &groups).map(|()| json!({}))
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.set_interface_groups(vpc, &name, &groups).map(|()| json!({}))?)
     })
     .await
 }
 
 async fn bind(State(api): State<Arc<Api>>, Path((vpc, name, sg)): Path<(String, String, String)>) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.bind_group(&vpc, &name, &sg).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.bind_group(vpc, &name, &sg).map(|()| json!({}))?)
+    })
+    .await
 }
 
 async fn unbind(
     State(api): State<Arc<Api>>,
     Path((vpc, name, sg)): Path<(String, String, String)>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.unbind_group(&vpc, &name, &sg).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.unbind_group(vpc, &name, &sg).map(|()| json!({}))?)
+    })
+    .await
 }
 
 // -- prefix lists
@@ -1052,10 +1062,7 @@ async fn unbind(
 async fn list_prefix_lists(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let id = m
-        .vpc_by_name(&vpc_name(m, &vpc)?)
-        .map(|v| v.id)
-        .ok_or_else(|| not_found("vpc"))?;
+    let id = vpc_id(m, &vpc)?;
     Ok(Json(json!({
         "prefix_lists": m.prefix_lists().filter(|p| p.vpc == id).map(|p| prefix_list_view(m, p)).collect::<Vec<_>>()
     })))
@@ -1064,10 +1071,7 @@ async fn list_prefix_lists(State(api): State<Arc<Api>>, Path(vpc): Path<String>)
 async fn show_prefix_list(State(api): State<Arc<Api>>, Path((vpc, name)): Path<(String, String)>) -> Answer {
     let c = api.control.lock().await;
     let m = &c.config.model;
-    let id = m
-        .vpc_by_name(&vpc_name(m, &vpc)?)
-        .map(|v| v.id)
-        .ok_or_else(|| not_found("vpc"))?;
+    let id = vpc_id(m, &vpc)?;
     let p = m
         .prefix_list_by_name(id, &name)
         .ok_or_else(|| not_found(&format!("prefix list {name:?} in vpc {vpc:?}")))?;
@@ -1079,9 +1083,8 @@ async fn create_prefix_list(
     Path(vpc): Path<String>,
     Body(body): Body<Value>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    let spec: PrefixListSpec = with_vpc(body, &vpc)?;
-    mutate(&api, |m| {
+    mutate_in(&api, &vpc, |m, vpc| {
+        let spec: PrefixListSpec = with_vpc(body, vpc)?;
         let id = m.create_prefix_list(&spec)?;
         Ok(json!({ "id": id.to_string() }))
     })
@@ -1093,10 +1096,9 @@ async fn update_prefix_list(
     Path((vpc, name)): Path<(String, String)>,
     Body(body): Body<Value>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    let spec: PrefixListSpec = with_vpc(body, &vpc)?;
-    mutate(&api, |m| {
-        m.update_prefix_list(&vpc, &name, &spec).map(|()| json!({}))
+    mutate_in(&api, &vpc, |m, vpc| {
+        let spec: PrefixListSpec = with_vpc(body, vpc)?;
+        Ok(m.update_prefix_list(vpc, &name, &spec).map(|()| json!({}))?)
     })
     .await
 }
@@ -1105,6 +1107,8 @@ async fn delete_prefix_list(
     State(api): State<Arc<Api>>,
     Path((vpc, name)): Path<(String, String)>,
 ) -> Answer {
-    let vpc = vpc_name(&api.control.lock().await.config.model, &vpc)?;
-    mutate(&api, |m| m.delete_prefix_list(&vpc, &name).map(|()| json!({}))).await
+    mutate_in(&api, &vpc, |m, vpc| {
+        Ok(m.delete_prefix_list(vpc, &name).map(|()| json!({}))?)
+    })
+    .await
 }

@@ -249,14 +249,13 @@ impl Live {
         self.generation.set(s.snapshots.load().generation as i64);
         for (i, l) in s.loops.iter().enumerate() {
             let w = i.to_string();
-            let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             self.busy
                 .with_label_values(&[&w])
-                .inc_by(load(&l.busy_ns) as f64 / 1e9);
-            self.sleeps.with_label_values(&[&w]).inc_by(load(&l.sleeps));
+                .inc_by(l.busy_ns.get() as f64 / 1e9);
+            self.sleeps.with_label_values(&[&w]).inc_by(l.sleeps.get());
             self.tx_ring_full
                 .with_label_values(&[&w])
-                .inc_by(load(&l.tx_ring_full));
+                .inc_by(l.tx_ring_full.get());
         }
         for (port, queue, fd) in &s.sockets {
             let Some(x) = xdp::socket_stats(*fd) else { continue };

@@ -13,7 +13,7 @@
 //! [`ADAPTIVE_SPIN`] after the last frame, then sleeps in `poll(2)` on the
 //! sockets, which the kernel wakes as soon as a frame arrives.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use xsk_rs::FrameDesc;
 use crate::handoff::{Doorbell, Handoff};
 use crate::reason::DropReason;
 use crate::snapshot::Snapshot;
+use crate::stats::Counter;
 use crate::worker::{Action, Side, Worker, BATCH};
 use crate::xdp::{Io, PoolReport};
 
@@ -137,15 +138,11 @@ impl Stage for Bridge {
 #[derive(Debug, Default)]
 pub struct LoopStats {
     /// Time spent in loop rounds that had frames to handle.
-    pub busy_ns: AtomicU64,
+    pub busy_ns: Counter,
     /// Forwarded frames dropped because a TX ring was full.
-    pub tx_ring_full: AtomicU64,
+    pub tx_ring_full: Counter,
     /// Sleeps in `poll(2)` (adaptive idle).
-    pub sleeps: AtomicU64,
-}
-
-fn bump(c: &AtomicU64, by: u64) {
-    c.store(c.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+    pub sleeps: Counter,
 }
 
 /// What connects a worker's loop to the others and to the control thread.
@@ -222,8 +219,8 @@ pub fn poll_loop<S: Stage>(
         io.reap();
         if received > 0 {
             if let Some(st) = stats {
-                bump(&st.busy_ns, now().saturating_sub(round));
-                st.tx_ring_full.store(io.tx_ring_full(), Ordering::Relaxed);
+                st.busy_ns.add(now().saturating_sub(round));
+                st.tx_ring_full.set(io.tx_ring_full());
             }
             idle_since = None;
             continue;
@@ -253,7 +250,7 @@ pub fn poll_loop<S: Stage>(
                         // the timeout (to look at `stop` and sweep again).
                         io.wait(IDLE_WAIT_MS, bell.map(Doorbell::fd));
                         if let Some(st) = stats {
-                            bump(&st.sleeps, 1);
+                            st.sleeps.add(1);
                         }
                     }
                     if let Some(b) = bell {

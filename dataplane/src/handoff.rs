@@ -29,13 +29,14 @@
 //! eventfd, at most once per burst of parcels.
 
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
+use crate::stats::Counter;
 use crate::wire::{self, IcmpKind, Network};
 use crate::worker::{Side, BATCH};
 
@@ -183,14 +184,14 @@ struct Parcel {
 #[derive(Debug, Default)]
 pub struct HandoffCounters {
     /// Frames this worker passed to their owners.
-    pub sent: AtomicU64,
+    pub sent: Counter,
     /// Frames other workers passed to this one and it decided.
-    pub received: AtomicU64,
+    pub received: Counter,
     /// Frames this worker could not pass: the owner's mailbox had no spare
     /// parcel (the owner is overloaded or stalled).
-    pub mailbox_full: AtomicU64,
+    pub mailbox_full: Counter,
     /// Frames passed to this worker that found no free frame in its UMEM.
-    pub no_frame: AtomicU64,
+    pub no_frame: Counter,
 }
 
 /// What [`HandoffCounters`] held at one moment.
@@ -206,17 +207,12 @@ impl HandoffCounters {
     /// The current values.
     pub fn read(&self) -> HandoffStats {
         HandoffStats {
-            sent: self.sent.load(Ordering::Relaxed),
-            received: self.received.load(Ordering::Relaxed),
-            mailbox_full: self.mailbox_full.load(Ordering::Relaxed),
-            no_frame: self.no_frame.load(Ordering::Relaxed),
+            sent: self.sent.get(),
+            received: self.received.get(),
+            mailbox_full: self.mailbox_full.get(),
+            no_frame: self.no_frame.get(),
         }
     }
-}
-
-fn bump(counter: &AtomicU64, by: u64) {
-    // Single writer: a plain load and store, no read-modify-write.
-    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
 }
 
 /// One worker's incoming ring, its spare parcels, and its wake-up.
@@ -333,8 +329,8 @@ impl Handoff {
         }
         let c = &self.boxes[self.me].counters;
         if self.sent != 0 || self.mailbox_full != 0 {
-            bump(&c.sent, std::mem::take(&mut self.sent));
-            bump(&c.mailbox_full, std::mem::take(&mut self.mailbox_full));
+            c.sent.add(std::mem::take(&mut self.sent));
+            c.mailbox_full.add(std::mem::take(&mut self.mailbox_full));
         }
     }
 
@@ -354,8 +350,8 @@ impl Handoff {
             let _ = mailbox.spare.push(parcel);
         }
         if kept + lost > 0 {
-            bump(&mailbox.counters.received, kept);
-            bump(&mailbox.counters.no_frame, lost);
+            mailbox.counters.received.add(kept);
+            mailbox.counters.no_frame.add(lost);
         }
         kept as usize
     }
