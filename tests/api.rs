@@ -463,6 +463,20 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
         let (code, out, err) = ctl(&t.fw, &dir, step);
         assert_eq!(code, 0, "{step:?}: {out}{err}");
     }
+    let (code, out, _) = ctl(&t.fw, &dir, &["interface", "show", "--vpc", "t", "mon-1"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("addresses") && l.ends_with("198.18.0.40")),
+        "{out}"
+    );
+    let (code, out, _) = ctl(&t.fw, &dir, &["prefix-list", "show", "--vpc", "t", "clients"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cidrs") && l.ends_with("198.18.0.0/29")),
+        "{out}"
+    );
     let (code, out, _) = ctl(&t.fw, &dir, &["interface", "list", "--vpc", "t"]);
     assert_eq!(code, 0);
     assert!(

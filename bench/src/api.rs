@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::classify::percentile;
 use crate::netns::{spawn_in, veth, Namespaces};
 use crate::update;
 
@@ -59,9 +60,13 @@ pub fn rampart_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-struct Daemon {
+/// A running `rampart run` (the binary beside this one) in a namespace, its
+/// state and output in `dir`; stopped with SIGTERM when dropped (the
+/// directory is removed if `owns_dir`).
+pub(crate) struct Daemon {
     child: Child,
-    dir: PathBuf,
+    pub dir: PathBuf,
+    owns_dir: bool,
 }
 
 impl Drop for Daemon {
@@ -71,8 +76,50 @@ impl Drop for Daemon {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(self.dir.join("state"));
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// Starts `rampart run -c config --state-dir dir/state` in namespace `ns`
+/// and waits until it runs.
+pub(crate) fn start_daemon(
+    bin: &Path,
+    ns: &str,
+    dir: &Path,
+    config: &Path,
+    owns_dir: bool,
+) -> Result<Daemon> {
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(bin)
+        .args(["run", "-c"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::from(std::fs::File::create(dir.join("stdout"))?))
+        .stderr(Stdio::from(std::fs::File::create(dir.join("stderr"))?))
+        .spawn()
+        .context("starting rampart")?;
+    let mut d = Daemon {
+        child,
+        dir: dir.to_owned(),
+        owns_dir,
+    };
+    let started = Instant::now();
+    while !std::fs::read_to_string(dir.join("stdout"))?.contains("running") {
+        if let Some(status) = d.child.try_wait()? {
+            let err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+            bail!("rampart exited ({status}) before running: {err}");
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("rampart did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(d)
 }
 
 fn start(bin: &Path, ns: &str, idle: &str) -> Result<Daemon> {
@@ -86,31 +133,7 @@ fn start(bin: &Path, ns: &str, idle: &str) -> Result<Daemon> {
             "[appliance]\nport_a = \"a0\"\nport_b = \"b0\"\nidle = \"{idle}\"\n\n[[vpc]]\nname = \"prod\"\n"
         ),
     )?;
-    let out = std::fs::File::create(dir.join("stdout"))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(bin)
-        .args(["run", "-c"])
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(std::fs::File::create(dir.join("stderr"))?))
-        .spawn()
-        .context("starting rampart")?;
-    let mut d = Daemon { child, dir };
-    let started = Instant::now();
-    while !std::fs::read_to_string(d.dir.join("stdout"))?.contains("running") {
-        if let Some(status) = d.child.try_wait()? {
-            let err = std::fs::read_to_string(d.dir.join("stderr")).unwrap_or_default();
-            bail!("rampart exited ({status}) before running: {err}");
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("rampart did not start within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(d)
+    start_daemon(bin, ns, &dir, &config, true)
 }
 
 fn call(agent: &ureq::Agent, token: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
@@ -132,10 +155,6 @@ fn call(agent: &ureq::Agent, token: &str, method: &str, path: &str, body: Option
         bail!("{method} {path}: {status} {text}");
     }
     Ok(serde_json::from_str(&text)?)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Runs the measurement.

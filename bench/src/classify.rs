@@ -45,6 +45,14 @@ pub struct Report {
 }
 
 /// The median of a non-empty sample (the upper one of an even count).
+/// The value at quantile `q` (0-1) of `sorted` (ascending), NaN when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]

@@ -21,11 +21,10 @@
 //! (handshake, FIN both ways, last ACK, with rampart-gen answering as the
 //! servers: sessions per second). Needs root.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rampart_control::config::Config;
@@ -209,47 +208,6 @@ fn measure(gen_ns: &str, plan: Plan) -> Result<Measured> {
     })
 }
 
-/// `rampart run` in the namespace; SIGTERM when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
-fn start_rampart(bin: &Path, ns: &str, dir: &Path, config: &Path) -> Result<Daemon> {
-    let out = dir.join("rampart.out");
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(bin)
-        .args(["run", "-c"])
-        .arg(config)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::from(std::fs::File::create(&out)?))
-        .stderr(Stdio::from(std::fs::File::create(dir.join("rampart.err"))?))
-        .spawn()
-        .context("starting rampart")?;
-    let mut d = Daemon(child);
-    let started = Instant::now();
-    while !std::fs::read_to_string(&out)?.contains("running") {
-        if let Some(status) = d.0.try_wait()? {
-            let err = std::fs::read_to_string(dir.join("rampart.err")).unwrap_or_default();
-            bail!("rampart exited ({status}): {err}");
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("rampart did not start within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(d)
-}
-
 /// Runs the benchmark.
 pub fn run(plan: Plan) -> Result<Vec<Report>> {
     if plan.reps == 0 {
@@ -325,11 +283,10 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
 
         // 2. rampart.
         {
-            let _d = start_rampart(&bin, &fw_ns, &dir, &cfg_path)?;
+            let _d = crate::api::start_daemon(&bin, &fw_ns, &dir, &cfg_path, false)?;
             std::thread::sleep(Duration::from_millis(300));
             rounds[1].push(measure(&gen_ns, plan)?);
         }
-        let _ = std::fs::remove_dir_all(dir.join("state"));
 
         // 3. The kernel: a bridge, br_netfilter, conntrack, the exported ruleset.
         ip(&["-n", &fw_ns, "link", "add", "br0", "type", "bridge"])?;

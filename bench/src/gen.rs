@@ -787,23 +787,11 @@ fn worker(
             let now = clock.elapsed().as_nanos() as u64;
             for d in &rx[..got] {
                 let f = io.data(d);
-                if f.len() < TRAILER {
+                let Some((si, flow, sent_at)) = trailer(f, streams.len()) else {
                     continue;
-                }
-                let t = &f[f.len() - TRAILER..];
-                if u16::from_be_bytes([t[0], t[1]]) != MAGIC {
-                    continue;
-                }
-                let si = usize::from(u16::from_be_bytes([t[2], t[3]]));
-                if si >= streams.len() {
-                    continue;
-                }
-                let sent_at = u64::from_be_bytes(t[8..16].try_into().unwrap_or_default());
-                let _ = hists[si].record(now.saturating_sub(sent_at).max(1));
-                local_recv[si].0 += 1;
-                local_recv[si].1 += f.len() as u64 + 4;
+                };
+                arrived(&mut hists[si], &mut local_recv[si], f.len(), now, sent_at);
                 if streams[si].session && answers.len() + 2 <= answers.capacity() {
-                    let flow = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
                     let server = p != streams[si].from;
                     if let Some((kinds, port, done)) =
                         session_step(f, server, streams[si].templates[0].csum_at)
@@ -874,15 +862,8 @@ fn worker(
             let got = io.receive(p, &mut rx);
             for d in &rx[..got] {
                 let f = io.data(d);
-                let t = &f[f.len().saturating_sub(TRAILER)..];
-                if t.len() == TRAILER && u16::from_be_bytes([t[0], t[1]]) == MAGIC {
-                    let si = usize::from(u16::from_be_bytes([t[2], t[3]]));
-                    if si < streams.len() {
-                        let sent_at = u64::from_be_bytes(t[8..16].try_into().unwrap_or_default());
-                        let _ = hists[si].record(now.saturating_sub(sent_at).max(1));
-                        local_recv[si].0 += 1;
-                        local_recv[si].1 += f.len() as u64 + 4;
-                    }
+                if let Some((si, _, sent_at)) = trailer(f, streams.len()) {
+                    arrived(&mut hists[si], &mut local_recv[si], f.len(), now, sent_at);
                 }
             }
             io.release(&rx[..got]);
@@ -932,16 +913,32 @@ fn tpl_port(bytes: &[u8], csum_at: usize) -> u16 {
 
 /// Takes frames the TX ring refused back out of their streams' sent counts
 /// (their trailer names the stream).
+/// A frame's trailer, if it is one of ours: (stream, sequence or session
+/// flow, send time).
+fn trailer(f: &[u8], streams: usize) -> Option<(usize, u32, u64)> {
+    let t = f.get(f.len().checked_sub(TRAILER)?..)?;
+    if u16::from_be_bytes([t[0], t[1]]) != MAGIC {
+        return None;
+    }
+    let si = usize::from(u16::from_be_bytes([t[2], t[3]]));
+    let tag = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let sent_at = u64::from_be_bytes([t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]]);
+    (si < streams).then_some((si, tag, sent_at))
+}
+
+/// Counts a received frame of `len` bytes and its one-way latency.
+fn arrived(hist: &mut Histogram<u64>, recv: &mut (u64, u64), len: usize, now: u64, sent_at: u64) {
+    let _ = hist.record(now.saturating_sub(sent_at).max(1));
+    recv.0 += 1;
+    recv.1 += len as u64 + 4;
+}
+
 fn uncount(sent: &mut [(u64, u64)], refused: &[FrameDesc], io: &Io) {
     for d in refused {
         let f = io.data(d);
-        let t = &f[f.len().saturating_sub(TRAILER)..];
-        if t.len() == TRAILER {
-            let si = usize::from(u16::from_be_bytes([t[2], t[3]]));
-            if let Some(s) = sent.get_mut(si) {
-                s.0 = s.0.saturating_sub(1);
-                s.1 = s.1.saturating_sub(f.len() as u64 + 4);
-            }
+        if let Some((si, _, _)) = trailer(f, sent.len()) {
+            sent[si].0 = sent[si].0.saturating_sub(1);
+            sent[si].1 = sent[si].1.saturating_sub(f.len() as u64 + 4);
         }
     }
 }

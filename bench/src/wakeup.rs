@@ -25,6 +25,7 @@ use rampart_dataplane::worker::BATCH;
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
 use serde::Serialize;
 
+use crate::classify::percentile;
 use crate::forward::{stage_for, Topology, POLICY};
 use crate::netns::spawn_in;
 
@@ -105,13 +106,6 @@ fn send_probes(io: &mut Io, first: u64, count: usize, gap: Duration) -> Result<V
         thread::sleep(gap);
     }
     Ok(out)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Runs the measurement.

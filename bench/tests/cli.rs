@@ -158,7 +158,6 @@ fn forward_reports_rampart_beside_the_ceiling_on_real_veth_traffic() {
             "{r}"
         );
     }
-    assert_eq!(rows[1]["of_ceiling"], 1.0);
     // One round: the ratio is that round's rampart rate over its ceiling rate.
     let ratio = rows[2]["of_ceiling"].as_f64().unwrap();
     let expected = rows[2]["delivered_mpps"].as_f64().unwrap() / rows[1]["delivered_mpps"].as_f64().unwrap();
@@ -208,7 +207,12 @@ fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
         );
         assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
     }
-    assert_eq!(rows[0]["wake_p50_us"], 0.0);
+    // The adaptive row's wake-up is its latency over the busy row's.
+    let wake = rows[1]["p50_us"].as_f64().unwrap() - rows[0]["p50_us"].as_f64().unwrap();
+    assert!(
+        (rows[1]["wake_p50_us"].as_f64().unwrap() - wake).abs() < 1e-9,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -301,8 +305,6 @@ fn e2e_measures_ceiling_rampart_and_kernel_on_one_topology() {
         assert!(r["sessions_per_s"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
     }
-    assert_eq!(rows[0]["of_ceiling"], 1.0);
-    assert_eq!(rows[2]["of_kernel"], 1.0);
     let ratio = rows[1]["delivered_mpps"].as_f64().unwrap() / rows[2]["delivered_mpps"].as_f64().unwrap();
     assert!((rows[1]["of_kernel"].as_f64().unwrap() - ratio).abs() < 1e-9);
 }

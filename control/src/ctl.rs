@@ -370,6 +370,19 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One object as `key: value` lines (lists joined with commas).
+fn fields(v: &Value, keys: &[&str]) -> String {
+    let mut out = String::new();
+    for k in keys {
+        let value = match &v[*k] {
+            Value::Array(items) => items.iter().map(s).collect::<Vec<_>>().join(", "),
+            other => s(other),
+        };
+        let _ = writeln!(out, "{k:<12} {value}");
+    }
+    out
+}
+
 fn group_table(g: &Value) -> String {
     let mut out = format!(
         "{} {} (vpc {}, {}, {})\n",
@@ -648,7 +661,10 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
             }
             InterfaceCmd::Show { vpc, name } => {
                 let v = c.call("GET", &format!("{}/interfaces/{}", vp(vpc), seg(name)), None)?;
-                let text = format!("{v:#}\n");
+                let text = fields(
+                    &v,
+                    &["id", "name", "vpc", "addresses", "mac", "groups", "bare_metal"],
+                );
                 (v, text, true)
             }
             InterfaceCmd::Bind { vpc, name, group } => {
@@ -711,7 +727,7 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
             }
             PrefixListCmd::Show { vpc, name } => {
                 let v = c.call("GET", &format!("{}/prefix-lists/{}", vp(vpc), seg(name)), None)?;
-                let text = format!("{v:#}\n");
+                let text = fields(&v, &["id", "name", "vpc", "description", "cidrs"]);
                 (v, text, true)
             }
         },

@@ -188,6 +188,18 @@ impl Timing {
 /// The shipped sets, smallest first.
 const SETS: [&str; 5] = ["acl1_1k", "fw1_1k", "acl1_10k", "fw1_10k", "acl1_100k"];
 
+/// One JSON object per result with `--json`, else the table.
+fn emit<T: serde::Serialize>(json: bool, reports: &[T], table: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        for r in reports {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
+}
+
 fn main() {
     if let Err(err) = run(Cli::parse()) {
         eprintln!("error: {err:#}");
@@ -261,14 +273,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forward { flows, timing, json } => {
             let (reps, seconds) = timing.checked()?;
             let reports = forward::run(forward::Plan { reps, seconds, flows })?;
-            if json {
-                for r in &reports {
-                    println!("{}", serde_json::to_string(r)?);
-                }
-            } else {
-                print!("{}", forward::render(&reports));
-            }
-            Ok(())
+            emit(json, &reports, || forward::render(&reports))
         }
         Command::Wakeup {
             reps,
@@ -281,14 +286,7 @@ fn run(cli: Cli) -> Result<()> {
                 probes,
                 gap: std::time::Duration::from_micros(gap_us),
             })?;
-            if json {
-                for r in &reports {
-                    println!("{}", serde_json::to_string(r)?);
-                }
-            } else {
-                print!("{}", wakeup::render(&reports));
-            }
-            Ok(())
+            emit(json, &reports, || wakeup::render(&reports))
         }
         Command::Api {
             groups,
@@ -303,14 +301,7 @@ fn run(cli: Cli) -> Result<()> {
                 interfaces,
                 changes,
             })?;
-            if json {
-                for r in &reports {
-                    println!("{}", serde_json::to_string(r)?);
-                }
-            } else {
-                print!("{}", api::render(&reports));
-            }
-            Ok(())
+            emit(json, &reports, || api::render(&reports))
         }
         Command::E2e {
             groups,
@@ -332,14 +323,7 @@ fn run(cli: Cli) -> Result<()> {
                 latency_pps,
             };
             let reports = e2e::run(plan)?;
-            if json {
-                for r in &reports {
-                    println!("{}", serde_json::to_string(r)?);
-                }
-            } else {
-                print!("{}", e2e::render(plan, &reports));
-            }
-            Ok(())
+            emit(json, &reports, || e2e::render(plan, &reports))
         }
         Command::Update {
             groups,
