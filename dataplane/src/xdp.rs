@@ -372,7 +372,13 @@ fn queue_size(n: u32) -> Result<QueueSize, XdpError> {
 impl Io {
     /// Creates a UMEM of `frames` frames and opens one socket per interface on
     /// `queue`, all sharing it. The interfaces are the bridge's sides in order.
+    ///
+    /// Opens are serialised within the process: two sockets opened at once
+    /// on one interface race on attaching libxdp's dispatcher program (the
+    /// loser gets EBUSY).
     pub fn open(interfaces: &[&str], queue: u32, frames: u32, opts: &PortOptions) -> Result<Io, XdpError> {
+        static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = OPENING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         quiet_libraries();
         for name in interfaces {
             if if_index(name).is_none() {
