@@ -519,8 +519,8 @@ pub fn run(
     // Receive on every queue the ports have (a device may send a frame back
     // on any of them); send on the first `queues`.
     let rx_queues = (xdp::rx_queues(port_a).max(xdp::rx_queues(port_b)) as usize).max(queues);
-    // Sockets are opened one after the other here (concurrent opens race on
-    // attaching the XDP program), then each moves to its thread.
+    // Every socket is open before the clock starts, then each moves to its
+    // thread.
     let mut ios = Vec::with_capacity(rx_queues);
     for q in 0..rx_queues {
         ios.push(Io::open(
@@ -710,7 +710,8 @@ fn worker(
             let s = &streams[si];
             if s.session {
                 // A client with `window` connections: start one as one ends.
-                let in_flight = started[si] - sessions[si] - lost[si];
+                // (A session counted lost may still complete later: saturate.)
+                let in_flight = started[si].saturating_sub(sessions[si] + lost[si]);
                 if in_flight >= s.spec.window.max(1) {
                     if now_ns.saturating_sub(progress[si]) > 20_000_000 {
                         lost[si] += in_flight;
