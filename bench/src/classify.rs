@@ -12,11 +12,34 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rampart_dataplane::classify::{Classifier, Key, Linear, Match, Profile, Rule, TupleSpace};
+use rampart_dataplane::classify::{
+    BitVector, Classifier, Engine, Key, Linear, Match, Profile, Rule, TupleSpace,
+};
 use serde::Serialize;
 
 /// Keys per batch lookup, as the worker will classify an RX burst's misses.
 pub const BURST: usize = 64;
+
+/// Which engine to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// The one the dataplane builds for a rule set of this size.
+    Auto,
+    BitVector,
+    TupleSpace,
+}
+
+fn build(choice: Choice, rules: &[Rule<u32>]) -> Engine<u32> {
+    match choice {
+        Choice::Auto => Engine::build(rules),
+        // Sets too diverse for it get the tuple space anyway.
+        Choice::BitVector => BitVector::build(rules).map_or_else(
+            || Engine::TupleSpace(TupleSpace::build(rules)),
+            |b| Engine::BitVector(Box::new(b)),
+        ),
+        Choice::TupleSpace => Engine::TupleSpace(TupleSpace::build(rules)),
+    }
+}
 
 /// How long and how often to measure.
 #[derive(Clone, Copy, Debug)]
@@ -24,21 +47,28 @@ pub struct Plan {
     pub builds: usize,
     pub reps: usize,
     pub seconds: f64,
+    pub engine: Choice,
 }
 
 /// One set's results; the JSON line has exactly these fields.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub set: String,
+    /// `bitvec` or `tuple`.
+    pub engine: &'static str,
     pub rules: usize,
     pub trace: usize,
     pub build_ms: f64,
     pub memory_bytes: usize,
-    pub tables: usize,
-    pub longest_bucket: usize,
-    /// Mean tables probed and rules verified per lookup over the trace.
-    pub probes_per_lookup: f64,
-    pub candidates_per_lookup: f64,
+    /// Bit vector: distinct class bitmaps over all fields.
+    pub classes: Option<usize>,
+    /// Tuple space: its hash tables and longest bucket.
+    pub tables: Option<usize>,
+    pub longest_bucket: Option<usize>,
+    /// Tuple space: mean tables probed and rules verified per lookup over the
+    /// trace.
+    pub probes_per_lookup: Option<f64>,
+    pub candidates_per_lookup: Option<f64>,
     pub mismatches: usize,
     pub lookups_per_sec: f64,
     pub linear_lookups_per_sec: f64,
@@ -73,7 +103,7 @@ fn rate(engine: &dyn Classifier<u32>, keys: &[Key<u32>], min: Duration) -> f64 {
             engine.lookup_batch(black_box(burst), &mut out[..burst.len()]);
             sum = sum.wrapping_add(out[..burst.len()].iter().map(|m| checksum(*m)).sum::<u64>());
             done += burst.len();
-            if done % (BURST * 1024) == 0 && start.elapsed() >= min {
+            if done.is_multiple_of(BURST * 1024) && start.elapsed() >= min {
                 break;
             }
         }
@@ -91,18 +121,35 @@ pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Rep
     let mut engine = None;
     for _ in 0..plan.builds.max(1) {
         let start = Instant::now();
-        let built = TupleSpace::build(black_box(rules));
+        let built = build(plan.engine, black_box(rules));
         build_ms.push(start.elapsed().as_secs_f64() * 1e3);
         engine = Some(built);
     }
     let engine = engine.expect("built at least once");
     let linear = Linear::build(rules);
 
+    // Mismatches counted through the batch lookup, which is what is timed.
+    let mut out = vec![None; BURST];
+    let mut mismatches = 0;
+    for burst in keys.chunks(BURST) {
+        engine.lookup_batch(burst, &mut out[..burst.len()]);
+        mismatches += burst
+            .iter()
+            .zip(&out)
+            .filter(|(k, got)| **got != linear.lookup(k))
+            .count();
+    }
     let mut profile = Profile::default();
-    let mismatches = keys
-        .iter()
-        .filter(|k| engine.lookup_profiled(k, &mut profile) != linear.lookup(k))
-        .count();
+    let tuple = match &engine {
+        Engine::TupleSpace(t) => {
+            for k in keys {
+                t.lookup_profiled(k, &mut profile);
+            }
+            Some(t)
+        }
+        Engine::BitVector(_) => None,
+    };
+    let per_lookup = |n: u64| n as f64 / profile.lookups.max(1) as f64;
 
     let min = Duration::from_secs_f64(plan.seconds);
     let lookups = median((0..plan.reps.max(1)).map(|_| rate(&engine, keys, min)).collect());
@@ -110,14 +157,19 @@ pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Rep
 
     Report {
         set: set.to_owned(),
+        engine: engine.name(),
         rules: rules.len(),
         trace: keys.len(),
         build_ms: median(build_ms),
         memory_bytes: engine.memory_bytes(),
-        tables: engine.tables(),
-        longest_bucket: engine.longest_bucket(),
-        probes_per_lookup: profile.probes as f64 / profile.lookups.max(1) as f64,
-        candidates_per_lookup: profile.candidates as f64 / profile.lookups.max(1) as f64,
+        classes: match &engine {
+            Engine::BitVector(b) => Some(b.classes()),
+            Engine::TupleSpace(_) => None,
+        },
+        tables: tuple.map(TupleSpace::tables),
+        longest_bucket: tuple.map(TupleSpace::longest_bucket),
+        probes_per_lookup: tuple.map(|_| per_lookup(profile.probes)),
+        candidates_per_lookup: tuple.map(|_| per_lookup(profile.candidates)),
         mismatches,
         lookups_per_sec: lookups,
         linear_lookups_per_sec: linear_rate,

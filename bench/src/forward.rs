@@ -155,7 +155,7 @@ fn generate(io: &mut Io, frames: &[Vec<u8>], traffic: &Traffic, stop: &AtomicBoo
             io.poke_rx(1);
         }
         round = round.wrapping_add(1);
-        if round % 64 == 0 {
+        if round.is_multiple_of(64) {
             traffic.sent.store(sent, Ordering::Relaxed);
             traffic.received.store(received, Ordering::Relaxed);
         }

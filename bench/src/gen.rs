@@ -847,7 +847,7 @@ fn worker(
             }
         }
         rounds = rounds.wrapping_add(1);
-        if rounds % 64 == 0 {
+        if rounds.is_multiple_of(64) {
             publish(counts, &local_sent, &local_recv, &sessions);
         }
         if budget == 0 {

@@ -36,7 +36,7 @@ pub struct Report {
 }
 
 fn rule(g: usize, r: usize, groups: usize) -> RuleSpec {
-    let remote = if r % 10 == 0 {
+    let remote = if r.is_multiple_of(10) {
         format!("group:g{}", (g + r / 10 + 1) % groups)
     } else {
         format!("198.18.{}.0/24", r % 250)

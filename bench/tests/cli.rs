@@ -41,18 +41,41 @@ fn classify_json_reports_every_named_field_for_a_set() {
     assert_eq!(r["rules"], 905);
     assert_eq!(r["trace"], 90519);
     assert_eq!(r["mismatches"], 0);
+    assert_eq!(
+        r["engine"], "bitvec",
+        "the engine the dataplane picks for acl1_1k"
+    );
     for field in [
         "build_ms",
         "memory_bytes",
         "lookups_per_sec",
         "linear_lookups_per_sec",
-        "probes_per_lookup",
+        "classes",
     ] {
         let v = r[field]
             .as_f64()
             .unwrap_or_else(|| panic!("{field} missing in {r}"));
         assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
     }
+    assert!(
+        r["probes_per_lookup"].is_null(),
+        "probes are the tuple space's: {r}"
+    );
+
+    // Forced to the other engine: its own diagnostics instead.
+    args.extend(["--engine", "tuple-space"]);
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("valid JSON");
+    assert_eq!(r["engine"], "tuple");
+    assert_eq!(r["mismatches"], 0);
+    for field in ["tables", "probes_per_lookup", "candidates_per_lookup"] {
+        let v = r[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} missing in {r}"));
+        assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
+    }
+    assert!(r["classes"].is_null(), "{r}");
 }
 
 #[test]

@@ -32,7 +32,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use rampart_dataplane::classify::{self, AddrMatch, AddrSet, Prefix, TupleSpace};
+use rampart_dataplane::classify::{self, AddrMatch, AddrSet, Engine, Prefix};
 use rampart_dataplane::snapshot::{self, Builder, Endpoint, GroupSet, Policy, Snapshot};
 
 use crate::model::{
@@ -308,8 +308,8 @@ fn compile_set(model: &Model, groups: &[GroupId], sets: &mut Sets) -> GroupSet {
             .filter_map(|r| classifier_rule::<u128>(model, r, sets))
             .collect();
         Arc::new(Policy {
-            v4: TupleSpace::build(&v4),
-            v6: TupleSpace::build(&v6),
+            v4: Engine::build(&v4),
+            v6: Engine::build(&v6),
         })
     };
     let ingress = policy(Direction::Ingress);

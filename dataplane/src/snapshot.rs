@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::classify::{Action, Classifier, Key, Match, TupleSpace};
+use crate::classify::{Action, Classifier, Engine, Key, Match};
 
 /// The two directions a policy can face.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,8 +33,8 @@ pub enum Direction {
 /// The compiled rules of one set of groups in one direction.
 #[derive(Debug)]
 pub struct Policy {
-    pub v4: TupleSpace<u32>,
-    pub v6: TupleSpace<u128>,
+    pub v4: Engine<u32>,
+    pub v6: Engine<u128>,
 }
 
 /// What one set of bound groups compiles to; shared by every interface bound to

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use rampart_bench::classify::{self, Plan, Report};
+use rampart_bench::classify::{self, Choice, Plan, Report};
 use rampart_bench::{api, e2e, forward, pipeline, update, wakeup};
 use rampart_dataplane::classify::classbench;
 
@@ -38,6 +38,10 @@ enum Command {
         /// Builds to time; the median is reported. Default 5.
         #[arg(long, default_value_t = 5)]
         builds: usize,
+        /// Engine to measure: the one the dataplane picks for the set's size
+        /// (auto), or either engine forced.
+        #[arg(long, value_enum, default_value_t = Choice::Auto)]
+        engine: Choice,
         #[command(flatten)]
         timing: Timing,
         /// Print one JSON object per set instead of the table.
@@ -218,6 +222,7 @@ fn run(cli: Cli) -> Result<()> {
             trace,
             classbench_dir,
             builds,
+            engine,
             timing,
             json,
         } => {
@@ -230,6 +235,7 @@ fn run(cli: Cli) -> Result<()> {
                     builds,
                     reps,
                     seconds,
+                    engine,
                 },
                 json,
             )
@@ -399,8 +405,9 @@ fn run_classify(
     };
     if !json {
         println!(
-            "{:<10} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>8}",
+            "{:<10} {:>6} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>8}",
             "set",
+            "engine",
             "rules",
             "build ms",
             "memory",
@@ -435,15 +442,17 @@ fn run_classify(
 
 fn print_row(r: &Report) {
     let mib = r.memory_bytes as f64 / (1024.0 * 1024.0);
+    let or_dash = |x: Option<String>| x.unwrap_or_else(|| "-".into());
     println!(
-        "{:<10} {:>7} {:>9.2} {:>6.2} MiB {:>7} {:>7.1} {:>7.1} {:>9} {:>10.2}M {:>10.3}M {:>7.0}x",
+        "{:<10} {:>6} {:>7} {:>9.2} {:>6.2} MiB {:>7} {:>7} {:>7} {:>9} {:>10.2}M {:>10.3}M {:>7.0}x",
         r.set,
+        r.engine,
         r.rules,
         r.build_ms,
         mib,
-        r.tables,
-        r.probes_per_lookup,
-        r.candidates_per_lookup,
+        or_dash(r.tables.map(|t| t.to_string())),
+        or_dash(r.probes_per_lookup.map(|p| format!("{p:.1}"))),
+        or_dash(r.candidates_per_lookup.map(|c| format!("{c:.1}"))),
         r.mismatches,
         r.lookups_per_sec / 1e6,
         r.linear_lookups_per_sec / 1e6,

@@ -19,13 +19,17 @@
 //! Engines:
 //! - [`Linear`]: a first-match scan in rank order. The reference every other
 //!   engine is tested against, and the benchmark's baseline.
-//! - [`TupleSpace`]: the engine the dataplane uses; see its module.
+//! - [`BitVector`]: per-field equivalence classes and rule bitmaps, for small
+//!   rule sets; see its module.
+//! - [`TupleSpace`]: hash tables by prefix-length tuple, for large ones.
+//! - [`Engine`]: what a policy is compiled to, one of the two chosen by size.
 //!
 //! Both are generic over the address type ([`Addr`]: `u32` for IPv4, `u128` for
 //! IPv6), chosen once when a policy is compiled, never per packet.
 //!
 //! Never here: allocation, locks or system calls during a lookup.
 
+mod bitvec;
 pub mod classbench;
 mod linear;
 mod tuple;
@@ -34,21 +38,32 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 
+pub use bitvec::{BitVector, MAX_RULES};
 pub use linear::Linear;
 pub use tuple::{Profile, TupleSpace};
 
 /// An address type: `u32` for IPv4, `u128` for IPv6 (most significant bit first).
-pub trait Addr: Copy + Eq + Ord + Hash + Debug + Default + Send + Sync + 'static {
+pub trait Addr: Copy + Eq + Ord + Hash + Debug + Default + Send + Sync + 'static + bitvec::Lane {
     /// Address width in bits.
     const BITS: u8;
     /// The mask of a `len`-bit prefix (`len` <= `BITS`).
     fn prefix_mask(len: u8) -> Self;
     fn and(self, other: Self) -> Self;
+    /// `self | !mask`: the last address of a prefix.
+    fn or_not(self, mask: Self) -> Self;
+    /// The next address, wrapping after the last.
+    fn next(self) -> Self;
     /// 64 well-mixed bits of the address, for hashing.
     fn fold(self) -> u64;
 }
 
 impl Addr for u32 {
+    fn or_not(self, mask: Self) -> Self {
+        self | !mask
+    }
+    fn next(self) -> Self {
+        self.wrapping_add(1)
+    }
     const BITS: u8 = 32;
     fn prefix_mask(len: u8) -> Self {
         if len == 0 {
@@ -66,6 +81,12 @@ impl Addr for u32 {
 }
 
 impl Addr for u128 {
+    fn or_not(self, mask: Self) -> Self {
+        self | !mask
+    }
+    fn next(self) -> Self {
+        self.wrapping_add(1)
+    }
     const BITS: u8 = 128;
     fn prefix_mask(len: u8) -> Self {
         if len == 0 {
@@ -112,6 +133,11 @@ impl<A: Addr> Prefix<A> {
     pub fn contains(&self, addr: A) -> bool {
         addr.and(A::prefix_mask(self.len)) == self.addr
     }
+
+    /// The last address of the prefix.
+    pub fn last(&self) -> A {
+        self.addr.or_not(A::prefix_mask(self.len))
+    }
 }
 
 /// A set of addresses shared by many rules: host addresses (the members of a
@@ -134,10 +160,43 @@ impl<A: Addr> AddrSet<A> {
         self.hosts.binary_search(&addr).is_ok() || self.prefixes.iter().any(|p| p.contains(addr))
     }
 
+    /// Number of members (hosts and prefixes).
+    pub fn len(&self) -> usize {
+        self.hosts.len() + self.prefixes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The set as ascending, disjoint, non-adjacent inclusive ranges.
+    pub fn ranges(&self) -> Vec<(A, A)> {
+        let mut all: Vec<(A, A)> = self.hosts.iter().map(|&h| (h, h)).collect();
+        all.extend(self.prefixes.iter().map(|p| (p.addr, p.last())));
+        merge(all)
+    }
+
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.hosts.capacity() * size_of::<A>() + self.prefixes.capacity() * size_of::<Prefix<A>>()
     }
+}
+
+/// Sorts inclusive ranges and merges those that overlap or touch.
+fn merge<A: Addr>(mut ranges: Vec<(A, A)>) -> Vec<(A, A)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(A, A)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            // `last.1.next() == lo` touches; a range ending at the last address
+            // swallows everything after it (its `next` wraps to 0).
+            Some(last) if lo <= last.1 || last.1.next() == lo || last.1.next() == A::default() => {
+                last.1 = last.1.max(hi);
+            }
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// What an address field of a rule matches.
@@ -156,6 +215,15 @@ impl<A: Addr> AddrMatch<A> {
         match self {
             AddrMatch::Prefix(p) => p.contains(addr),
             AddrMatch::Set(s) => s.contains(addr),
+        }
+    }
+
+    /// The addresses matched, as ascending, disjoint, non-adjacent inclusive
+    /// ranges.
+    pub fn ranges(&self) -> Vec<(A, A)> {
+        match self {
+            AddrMatch::Prefix(p) => vec![(p.addr, p.last())],
+            AddrMatch::Set(s) => s.ranges(),
         }
     }
 
@@ -234,6 +302,65 @@ pub struct Match {
     pub id: u32,
     pub priority: u32,
     pub action: Action,
+}
+
+/// Tuple-space tables up to which [`Engine::build`] keeps the tuple space.
+pub const FEW_TABLES: usize = 4;
+
+/// The engine a policy is compiled to: [`BitVector`] for small rule sets (up to
+/// [`MAX_RULES`]) whose prefixes spread over many tuples, [`TupleSpace`]
+/// otherwise, each where it measured faster.
+#[derive(Debug)]
+pub enum Engine<A> {
+    /// Boxed: it is several times the size of the tuple space's handle.
+    BitVector(Box<BitVector<A>>),
+    TupleSpace(TupleSpace<A>),
+}
+
+impl<A: Addr> Engine<A> {
+    /// The tuple space when it has at most [`FEW_TABLES`] tables (few probes
+    /// per lookup, and it builds several times faster, which keeps rule
+    /// changes quick) or the bit vector does not take the set; else the bit
+    /// vector.
+    pub fn build(rules: &[Rule<A>]) -> Self {
+        let tuple = TupleSpace::build(rules);
+        if tuple.tables() <= FEW_TABLES {
+            return Engine::TupleSpace(tuple);
+        }
+        BitVector::build(rules).map_or(Engine::TupleSpace(tuple), |b| Engine::BitVector(Box::new(b)))
+    }
+
+    /// The engine's name, as the benchmark prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::BitVector(_) => "bitvec",
+            Engine::TupleSpace(_) => "tuple",
+        }
+    }
+}
+
+impl<A: Addr> Classifier<A> for Engine<A> {
+    #[inline]
+    fn lookup(&self, key: &Key<A>) -> Option<Match> {
+        match self {
+            Engine::BitVector(e) => e.lookup(key),
+            Engine::TupleSpace(e) => e.lookup(key),
+        }
+    }
+
+    fn lookup_batch(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
+        match self {
+            Engine::BitVector(e) => e.lookup_batch(keys, out),
+            Engine::TupleSpace(e) => e.lookup_batch(keys, out),
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Engine::BitVector(e) => e.memory_bytes(),
+            Engine::TupleSpace(e) => e.memory_bytes(),
+        }
+    }
 }
 
 /// The interface every engine offers.

@@ -30,12 +30,15 @@ fn load(set: &str) -> (Vec<Rule<u32>>, Vec<Key<u32>>) {
     )
 }
 
-/// Classifies the whole trace with both engines, in bursts as the worker will;
-/// returns the number of headers where they differ.
-fn mismatches(set: &str) -> usize {
+/// Builds an engine for a rule set.
+type Build = fn(&[Rule<u32>]) -> Box<dyn Classifier<u32>>;
+
+/// Classifies the whole trace with `engine` and the linear scan, in bursts as
+/// the worker will; returns the number of headers where they differ.
+fn mismatches(set: &str, engine: Build) -> usize {
     let (rules, keys) = load(set);
     let linear = Linear::build(&rules);
-    let engine = TupleSpace::build(&rules);
+    let engine = engine(&rules);
     let mut out = vec![None; 64];
     let mut differ = 0;
     for burst in keys.chunks(64) {
@@ -49,21 +52,44 @@ fn mismatches(set: &str) -> usize {
     differ
 }
 
+fn bit_vector(rules: &[Rule<u32>]) -> Box<dyn Classifier<u32>> {
+    Box::new(BitVector::build(rules).expect("a small set gets the bit vector"))
+}
+
+fn tuple_space(rules: &[Rule<u32>]) -> Box<dyn Classifier<u32>> {
+    Box::new(TupleSpace::build(rules))
+}
+
+fn auto(rules: &[Rule<u32>]) -> Box<dyn Classifier<u32>> {
+    Box::new(Engine::build(rules))
+}
+
 #[test]
 fn classbench_acl1_1k_matches_a_linear_scan_on_every_header() {
-    assert_eq!(mismatches("acl1_1k"), 0);
+    assert_eq!(mismatches("acl1_1k", bit_vector), 0);
+    assert_eq!(mismatches("acl1_1k", tuple_space), 0);
 }
 
 #[test]
 fn classbench_fw1_1k_matches_a_linear_scan_on_every_header() {
-    assert_eq!(mismatches("fw1_1k"), 0);
+    assert_eq!(mismatches("fw1_1k", bit_vector), 0);
+    assert_eq!(mismatches("fw1_1k", tuple_space), 0);
+}
+
+#[test]
+fn small_sets_get_the_bit_vector_and_large_ones_the_tuple_space() {
+    let (small, _) = load("fw1_1k");
+    assert_eq!(Engine::build(&small).name(), "bitvec");
+    let (large, _) = load("fw1_10k");
+    assert_eq!(Engine::build(&large).name(), "tuple");
+    assert!(BitVector::build(&large).is_none(), "over MAX_RULES");
 }
 
 #[test]
 #[ignore = "takes minutes in a debug build; run with --release -- --ignored"]
 fn classbench_large_sets_match_a_linear_scan_on_every_header() {
     for set in ["acl1_10k", "fw1_10k", "acl1_100k"] {
-        assert_eq!(mismatches(set), 0, "{set}");
+        assert_eq!(mismatches(set, auto), 0, "{set}");
     }
 }
 
@@ -108,6 +134,8 @@ fn addr_match<A: Addr>(pool: Vec<A>, sets: Vec<Arc<AddrSet<A>>>) -> impl Strateg
 fn port_range() -> impl Strategy<Value = (u16, u16)> {
     prop_oneof![
         Just((0, 65535)),
+        Just((65535, 65535)),
+        Just((7, 65535)),
         (0..6u16).prop_map(|p| (p, p)),
         (0..6u16, 0..4u16).prop_map(|(lo, n)| (lo, lo + n))
     ]
@@ -152,9 +180,17 @@ fn keys<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Key<A>>> {
     let key = (
         0..n,
         0..n,
-        prop_oneof![Just(1u8), Just(6), Just(17), Just(58), Just(47)],
-        0..8u16,
-        0..8u16,
+        prop_oneof![
+            Just(1u8),
+            Just(6),
+            Just(17),
+            Just(58),
+            Just(47),
+            Just(0),
+            Just(255)
+        ],
+        prop_oneof![0..8u16, Just(65534), Just(65535)],
+        prop_oneof![0..8u16, Just(65534), Just(65535)],
     );
     proptest::collection::vec(key, 1..40).prop_map(move |ks| {
         ks.into_iter()
@@ -171,12 +207,18 @@ fn keys<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Key<A>>> {
 
 fn same_as_linear<A: Addr>(rules: &[Rule<A>], keys: &[Key<A>]) -> Result<(), TestCaseError> {
     let linear = Linear::build(rules);
-    let engine = TupleSpace::build(rules);
-    let mut batch = vec![None; keys.len()];
-    engine.lookup_batch(keys, &mut batch);
-    for (key, got) in keys.iter().zip(batch) {
-        prop_assert_eq!(got, linear.lookup(key), "key {:?}", key);
-        prop_assert_eq!(engine.lookup(key), got);
+    let engines: [Box<dyn Classifier<A>>; 3] = [
+        Box::new(TupleSpace::build(rules)),
+        Box::new(BitVector::build(rules).expect("a small set")),
+        Box::new(BitVector::build(rules).expect("a small set").portable()),
+    ];
+    for engine in engines {
+        let mut batch = vec![None; keys.len()];
+        engine.lookup_batch(keys, &mut batch);
+        for (key, got) in keys.iter().zip(batch) {
+            prop_assert_eq!(got, linear.lookup(key), "key {:?}", key);
+            prop_assert_eq!(engine.lookup(key), got);
+        }
     }
     Ok(())
 }
@@ -185,12 +227,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
     #[test]
-    fn tuple_space_equals_linear_scan_on_random_ipv4_rules(rules in rules(v4_pool()), keys in keys(v4_pool())) {
+    fn engines_equal_linear_scan_on_random_ipv4_rules(rules in rules(v4_pool()), keys in keys(v4_pool())) {
         same_as_linear(&rules, &keys)?;
     }
 
     #[test]
-    fn tuple_space_equals_linear_scan_on_random_ipv6_rules(rules in rules(v6_pool()), keys in keys(v6_pool())) {
+    fn engines_equal_linear_scan_on_random_ipv6_rules(rules in rules(v6_pool()), keys in keys(v6_pool())) {
         same_as_linear(&rules, &keys)?;
     }
 }
@@ -214,7 +256,151 @@ fn the_deciding_rule_is_the_smallest_priority_then_deny_then_smallest_id() {
         (vec![any(1, Action::Allow, 5), any(1, Action::Allow, 3)], 3),
     ] {
         assert_eq!(TupleSpace::build(&rules).lookup(&key).map(|m| m.id), Some(want));
+        assert_eq!(
+            BitVector::build(&rules).unwrap().lookup(&key).map(|m| m.id),
+            Some(want)
+        );
         assert_eq!(Linear::build(&rules).lookup(&key).map(|m| m.id), Some(want));
     }
     assert_eq!(TupleSpace::<u32>::build(&[]).lookup(&key), None);
+    assert_eq!(BitVector::<u32>::build(&[]).unwrap().lookup(&key), None);
+}
+
+/// A deterministic pseudo-random stream (xorshift64*), so that a failure
+/// reproduces.
+struct Stream(u64);
+
+impl Stream {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `n` rules with many distinct prefixes, and many distinct source port
+/// ranges with `diverse_ports` (else a few), so that the bit vector's search
+/// trees have every shape: a root, inner levels, padding. (Diverse ports in
+/// both fields would combine to more port classes than it takes.)
+fn many_rules<A: Addr>(
+    n: usize,
+    diverse_ports: bool,
+    addr: fn(&mut Stream) -> A,
+    s: &mut Stream,
+) -> Vec<Rule<A>> {
+    (0..n)
+        .map(|i| {
+            let prefix = |s: &mut Stream| {
+                let len = if s.below(8) == 0 {
+                    0
+                } else {
+                    (A::BITS / 4) + s.below(u64::from(A::BITS) * 3 / 4 + 1) as u8
+                };
+                AddrMatch::Prefix(Prefix::new(addr(s), len))
+            };
+            let ports = |s: &mut Stream| match s.below(4) {
+                0 => (0, 65535),
+                1 if diverse_ports => {
+                    let p = s.below(65536) as u16;
+                    (p, p)
+                }
+                _ if diverse_ports => {
+                    let lo = s.below(65536) as u16;
+                    (lo, lo.saturating_add(s.below(2000) as u16))
+                }
+                1 => (80, 80),
+                2 => (1024, 65535),
+                _ => (65535, 65535),
+            };
+            Rule {
+                src: prefix(s),
+                dst: prefix(s),
+                proto: [None, Some(6), Some(17), Some(1)][s.below(4) as usize],
+                src_ports: ports(s),
+                dst_ports: if diverse_ports { (0, 65535) } else { ports(s) },
+                priority: s.below(50) as u32,
+                action: if s.below(3) == 0 {
+                    Action::Deny
+                } else {
+                    Action::Allow
+                },
+                id: u32::try_from(i).unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Keys on and next to every boundary of the rules, the extremes, and random.
+fn edge_keys<A: Addr>(rules: &[Rule<A>], addr: fn(&mut Stream) -> A, s: &mut Stream) -> Vec<Key<A>> {
+    let mut addrs = vec![A::default(), A::default().or_not(A::default())];
+    let mut ports = vec![0u16, 65535];
+    for r in rules {
+        for m in [&r.src, &r.dst] {
+            for (lo, hi) in m.ranges() {
+                addrs.extend([lo, hi, hi.next()]);
+            }
+        }
+        for (lo, hi) in [r.src_ports, r.dst_ports] {
+            ports.extend([lo, hi, hi.wrapping_add(1), lo.wrapping_sub(1)]);
+        }
+    }
+    (0..20_000)
+        .map(|_| {
+            let a = |s: &mut Stream| {
+                if s.below(4) == 0 {
+                    addr(s)
+                } else {
+                    addrs[s.below(addrs.len() as u64) as usize]
+                }
+            };
+            Key {
+                src: a(s),
+                dst: a(s),
+                proto: [6u8, 17, 1, 0, 255][s.below(5) as usize],
+                src_port: ports[s.below(ports.len() as u64) as usize],
+                dst_port: ports[s.below(ports.len() as u64) as usize],
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_bit_vector_equals_a_linear_scan_on_the_largest_sets_it_takes() {
+    let mut s = Stream(0x5EED_CAFE);
+    let v4 = |s: &mut Stream| s.next() as u32;
+    let v6 = |s: &mut Stream| (u128::from(s.next()) << 64) | u128::from(s.next());
+    for (n, diverse_ports) in [
+        (1, false),
+        (17, true),
+        (300, false),
+        (MAX_RULES, false),
+        (MAX_RULES, true),
+    ] {
+        let rules = many_rules(n, diverse_ports, v4, &mut s);
+        let keys = edge_keys(&rules, v4, &mut s);
+        let bv = BitVector::build(&rules).expect("within MAX_RULES");
+        let linear = Linear::build(&rules);
+        let mut got = vec![None; keys.len()];
+        bv.lookup_batch(&keys, &mut got);
+        for (key, got) in keys.iter().zip(&got) {
+            assert_eq!(*got, linear.lookup(key), "v4, {n} rules, key {key:?}");
+        }
+        bv.portable().lookup_batch(&keys, &mut got);
+        for (key, got) in keys.iter().zip(&got) {
+            assert_eq!(*got, linear.lookup(key), "v4, {n} rules, portable, key {key:?}");
+        }
+        let rules = many_rules(n, diverse_ports, v6, &mut s);
+        let keys = edge_keys(&rules, v6, &mut s);
+        let bv = BitVector::build(&rules).expect("within MAX_RULES");
+        let linear = Linear::build(&rules);
+        bv.lookup_batch(&keys, &mut got);
+        for (key, got) in keys.iter().zip(&got) {
+            assert_eq!(*got, linear.lookup(key), "v6, {n} rules, key {key:?}");
+        }
+    }
 }
