@@ -223,7 +223,7 @@ impl<T: Lane> Tree<T> {
     /// guarantees the CPU has.
     #[inline(always)]
     #[allow(unsafe_code, reason = "AVX-512 compares, guaranteed by the caller")]
-    fn ranks<const AVX512: bool>(&self, vs: &[T; LANES]) -> [usize; LANES] {
+    fn ranks<const AVX512: bool, const N: usize>(&self, vs: &[T; N]) -> [usize; N] {
         let count = |keys: &[T], v: T| -> usize {
             let keys: &[T; NODE] = keys.try_into().expect("whole nodes");
             if AVX512 {
@@ -234,7 +234,7 @@ impl<T: Lane> Tree<T> {
                 count_le(keys, v)
             }
         };
-        let mut idx = [0; LANES];
+        let mut idx = [0; N];
         if !self.root.is_empty() {
             for (i, &v) in idx.iter_mut().zip(vs) {
                 *i = self.root.chunks_exact(NODE).map(|keys| count(keys, v)).sum();
@@ -264,7 +264,8 @@ impl<T: Lane> Tree<T> {
 struct Field<T> {
     tree: Tree<T>,
     /// Per rank, the offset of its interval's class bitmap in
-    /// `BitVector::bits`; padded to cover every rank the tree returns.
+    /// `BitVector::bits` (for the port fields, the class number that indexes
+    /// `BitVector::ports`); padded to cover every rank the tree returns.
     offsets: Vec<u32>,
 }
 
@@ -281,8 +282,8 @@ impl<T: Lane> Field<T> {
 
     /// The class bitmap offsets of values `vs`.
     #[inline(always)]
-    fn offsets<const AVX512: bool>(&self, vs: &[T; LANES]) -> [usize; LANES] {
-        self.tree.ranks::<AVX512>(vs).map(|r| self.offsets[r] as usize)
+    fn offsets<const AVX512: bool, const N: usize>(&self, vs: &[T; N]) -> [usize; N] {
+        self.tree.ranks::<AVX512, N>(vs).map(|r| self.offsets[r] as usize)
     }
 
     fn memory_bytes(&self) -> usize {
@@ -315,9 +316,9 @@ impl Builder {
         }
     }
 
-    /// The bitmap stored at `offset`.
-    fn bitmap(&self, offset: u32) -> &[u64] {
-        &self.bits[offset as usize..][..self.words]
+    /// Number of bitmaps stored.
+    fn classes(&self) -> usize {
+        self.bits.len() / self.words
     }
 
     fn class(&mut self, bitmap: &[u64]) -> u32 {
@@ -478,74 +479,62 @@ impl<A: Addr> BitVector<A> {
         let all = A::default().or_not(A::default());
         // Each rule's address ranges: a prefix is one, a set many.
         let addrs = |f: fn(&Rule<A>) -> &AddrMatch<A>| {
-            order.iter().enumerate().flat_map(move |(i, r)| match f(r) {
-                AddrMatch::Prefix(p) => vec![(i, (p.addr, p.last()))],
-                set => set.ranges().into_iter().map(|r| (i, r)).collect(),
-            })
+            order
+                .iter()
+                .enumerate()
+                .flat_map(move |(i, r)| f(r).ranges().into_iter().map(move |x| (i, x)))
         };
         let src = b.field(addrs(|r| &r.src), A::default(), all, A::next);
         let dst = b.field(addrs(|r| &r.dst), A::default(), all, A::next);
 
-        // Protocol and port classes in a scratch arena, then their combinations.
-        let mut scratch = Builder::new(words);
+        // Protocol and port classes, each field in an arena of its own (so a
+        // class's number is its offset / `words`), then their combinations.
+        let (mut sp_arena, mut dp_arena, mut proto_arena) =
+            (Builder::new(words), Builder::new(words), Builder::new(words));
         let ports = |f: fn(&Rule<A>) -> (u16, u16)| order.iter().enumerate().map(move |(i, r)| (i, f(r)));
         let next16 = |p: u16| p.wrapping_add(1);
-        let mut src_port = scratch.field(ports(|r| r.src_ports), 0, u16::MAX, next16);
-        let mut dst_port = scratch.field(ports(|r| r.dst_ports), 0, u16::MAX, next16);
+        let mut src_port = sp_arena.field(ports(|r| r.src_ports), 0, u16::MAX, next16);
+        let mut dst_port = dp_arena.field(ports(|r| r.dst_ports), 0, u16::MAX, next16);
         let protos = order
             .iter()
             .enumerate()
             .map(|(i, r)| (i, r.proto.map_or((0, u8::MAX), |p| (p, p))));
-        let proto_field = scratch.field(protos, 0, u8::MAX, |p| p.wrapping_add(1));
-        let leaves = proto_field.tree.levels.last().map_or(&[][..], Vec::as_slice);
-        let proto_offsets: Vec<u32> = (0..=u8::MAX)
-            .map(|p| proto_field.offsets[leaves.partition_point(|&b| b <= p)])
-            .collect();
-        // Number each field's classes and remember each class's bitmap.
-        let number = |offsets: &mut [u32]| -> Vec<u32> {
-            let mut classes: Vec<u32> = Vec::new();
-            for o in offsets.iter_mut() {
-                let i = classes.iter().position(|c| c == o).unwrap_or_else(|| {
-                    classes.push(*o);
-                    classes.len() - 1
-                });
-                *o = u32::try_from(i).expect("classes fit u32");
-            }
-            classes
-        };
-        let dst_classes = number(&mut dst_port.offsets);
-        let src_classes = number(&mut src_port.offsets);
-        let mut proto_numbers = proto_offsets;
-        let proto_classes = number(&mut proto_numbers);
-        let combinations = proto_classes.len() * src_classes.len() * dst_classes.len();
+        let proto_field = proto_arena.field(protos, 0, u8::MAX, |p| p.wrapping_add(1));
+        let (np, ns, nd) = (proto_arena.classes(), sp_arena.classes(), dp_arena.classes());
+        let combinations = np * ns * nd;
         if combinations > MAX_PORT_CLASSES {
             return None;
         }
-        let (ns, nd) = (src_classes.len() as u32, dst_classes.len() as u32);
+        // From offsets to the premultiplied class numbers `ports` is indexed by.
+        let w = u32::try_from(words).expect("words fit u32");
+        let (ns, nd) = (ns as u32, nd as u32);
         for o in &mut src_port.offsets {
-            *o *= nd;
+            *o = *o / w * nd;
         }
+        for o in &mut dst_port.offsets {
+            *o /= w;
+        }
+        let leaves = proto_field.tree.levels.last().map_or(&[][..], Vec::as_slice);
         let mut proto = Box::new([0u32; 256]);
-        for (slot, n) in proto.iter_mut().zip(&proto_numbers) {
-            *slot = n * ns * nd;
+        for (p, slot) in (0..=u8::MAX).zip(proto.iter_mut()) {
+            *slot = proto_field.offsets[leaves.partition_point(|&b| b <= p)] / w * ns * nd;
         }
+
         let mut ports_table = Vec::with_capacity(combinations);
         let mut pair = vec![0u64; words];
         let mut and = vec![0u64; words];
         let zero = b.class(&vec![0u64; words]);
-        for &p in &proto_classes {
-            for &sp in &src_classes {
-                let (x, y) = (scratch.bitmap(p), scratch.bitmap(sp));
+        for x in proto_arena.bits.chunks_exact(words) {
+            for y in sp_arena.bits.chunks_exact(words) {
                 for (i, w) in pair.iter_mut().enumerate() {
                     *w = x[i] & y[i];
                 }
                 // Common: no rule of this protocol has such source ports.
                 if pair.iter().all(|&w| w == 0) {
-                    ports_table.extend(std::iter::repeat_n(zero, dst_classes.len()));
+                    ports_table.extend(std::iter::repeat_n(zero, nd as usize));
                     continue;
                 }
-                for &dp in &dst_classes {
-                    let z = scratch.bitmap(dp);
+                for z in dp_arena.bits.chunks_exact(words) {
                     for (i, w) in and.iter_mut().enumerate() {
                         *w = pair[i] & z[i];
                     }
@@ -593,17 +582,15 @@ impl<A: Addr> BitVector<A> {
     }
 
     /// The three class bitmap offsets (source, destination, protocol and
-    /// ports) of each of `keys` (at most [`LANES`]).
+    /// ports) of each of `keys`.
     #[inline(always)]
-    fn offsets<const AVX512: bool>(&self, keys: &[Key<A>]) -> [[usize; 3]; LANES] {
-        let mut lanes = [Key::default(); LANES];
-        lanes[..keys.len()].copy_from_slice(keys);
-        let src = self.src.offsets::<AVX512>(&lanes.map(|k| k.src));
-        let dst = self.dst.offsets::<AVX512>(&lanes.map(|k| k.dst));
-        let src_port = self.src_port.offsets::<AVX512>(&lanes.map(|k| k.src_port));
-        let dst_port = self.dst_port.offsets::<AVX512>(&lanes.map(|k| k.dst_port));
+    fn offsets<const AVX512: bool, const N: usize>(&self, keys: &[Key<A>; N]) -> [[usize; 3]; N] {
+        let src = self.src.offsets::<AVX512, N>(&keys.map(|k| k.src));
+        let dst = self.dst.offsets::<AVX512, N>(&keys.map(|k| k.dst));
+        let src_port = self.src_port.offsets::<AVX512, N>(&keys.map(|k| k.src_port));
+        let dst_port = self.dst_port.offsets::<AVX512, N>(&keys.map(|k| k.dst_port));
         std::array::from_fn(|i| {
-            let ports = self.proto[usize::from(lanes[i].proto)] as usize + src_port[i] + dst_port[i];
+            let ports = self.proto[usize::from(keys[i].proto)] as usize + src_port[i] + dst_port[i];
             [src[i], dst[i], self.ports[ports] as usize]
         })
     }
@@ -651,17 +638,31 @@ impl<A: Addr> BitVector<A> {
     /// The lookup proper, written once and inlined into one copy per
     /// instruction set: nodes are compared and bitmaps ANDed with vectors as
     /// wide as the copy's target allows.
+    ///
+    /// Whole groups of [`LANES`] keys go together; the rest (and a single
+    /// lookup) one by one, so no lane is computed for nothing.
     #[inline(always)]
     fn batch<const AVX512: bool>(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
-        for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            // Phase by phase over the lanes, so that each phase's loads for
-            // different keys overlap.
-            let offsets = self.offsets::<AVX512>(keys);
-            let nonzero = offsets.map(|o| self.nonzero::<AVX512>(o));
-            let rules: [usize; LANES] = std::array::from_fn(|i| self.first(offsets[i], nonzero[i]));
-            for (&rule, slot) in rules.iter().zip(out.iter_mut()) {
-                *slot = self.matches[rule.min(self.matches.len() - 1)];
-            }
+        let mut groups = keys.chunks_exact(LANES);
+        let mut outs = out.chunks_mut(LANES);
+        for (keys, out) in groups.by_ref().zip(outs.by_ref()) {
+            self.group::<AVX512, LANES>(keys.try_into().expect("chunks of LANES"), out);
+        }
+        let rest = groups.remainder();
+        for (key, slot) in rest.iter().zip(out[keys.len() - rest.len()..].iter_mut()) {
+            self.group::<AVX512, 1>(&[*key], std::slice::from_mut(slot));
+        }
+    }
+
+    /// `N` keys phase by phase, so that each phase's loads for different keys
+    /// overlap.
+    #[inline(always)]
+    fn group<const AVX512: bool, const N: usize>(&self, keys: &[Key<A>; N], out: &mut [Option<Match>]) {
+        let offsets = self.offsets::<AVX512, N>(keys);
+        let nonzero = offsets.map(|o| self.nonzero::<AVX512>(o));
+        let rules: [usize; N] = std::array::from_fn(|i| self.first(offsets[i], nonzero[i]));
+        for (&rule, slot) in rules.iter().zip(out.iter_mut()) {
+            *slot = self.matches[rule.min(self.matches.len() - 1)];
         }
     }
 

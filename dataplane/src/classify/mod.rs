@@ -161,12 +161,8 @@ impl<A: Addr> AddrSet<A> {
     }
 
     /// Number of members (hosts and prefixes).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.hosts.len() + self.prefixes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The set as ascending, disjoint, non-adjacent inclusive ranges.
