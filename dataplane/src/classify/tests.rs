@@ -268,16 +268,18 @@ fn the_deciding_rule_is_the_smallest_priority_then_deny_then_smallest_id() {
     assert_eq!(BitVector::<u32>::build(&[]).unwrap().lookup(&key), None);
 }
 
-/// A deterministic pseudo-random stream (xorshift64*), so that a failure
-/// reproduces.
-struct Stream(u64);
+/// proptest's deterministic generator, so that a failure reproduces.
+struct Stream(proptest::test_runner::TestRng);
 
 impl Stream {
+    fn new() -> Self {
+        Stream(proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -373,7 +375,7 @@ fn edge_keys<A: Addr>(rules: &[Rule<A>], addr: fn(&mut Stream) -> A, s: &mut Str
 
 #[test]
 fn the_bit_vector_equals_a_linear_scan_on_the_largest_sets_it_takes() {
-    let mut s = Stream(0x5EED_CAFE);
+    let mut s = Stream::new();
     let v4 = |s: &mut Stream| s.next() as u32;
     let v6 = |s: &mut Stream| (u128::from(s.next()) << 64) | u128::from(s.next());
     for (n, diverse_ports) in [
