@@ -347,6 +347,15 @@ fn s(v: &Value) -> String {
 }
 
 /// A table: a header row and rows, columns padded to their widest cell.
+/// One row per element of the JSON array `list`, its `fields` in order.
+fn rows(list: &Value, fields: &[&str]) -> Vec<Vec<String>> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| fields.iter().map(|f| s(&x[*f])).collect())
+        .collect()
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
@@ -425,19 +434,7 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
         }
         CtlCommand::Stats => {
             let v = c.call("GET", "/v1/stats", None)?;
-            let ports: Vec<Vec<String>> = v["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    vec![
-                        s(&p["port"]),
-                        s(&p["received"]),
-                        s(&p["forwarded"]),
-                        s(&p["dropped"]),
-                    ]
-                })
-                .collect();
+            let ports = rows(&v["ports"], &["port", "received", "forwarded", "dropped"]);
             let mut text = table(&["PORT", "RECEIVED", "FORWARDED", "DROPPED"], &ports);
             let drops: Vec<Vec<String>> = v["drops"]
                 .as_object()
@@ -461,12 +458,7 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
                 s(&f["revoked"]),
                 s(&v["generation"])
             );
-            let rules: Vec<Vec<String>> = v["rules"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| vec![s(&r["flows"]), s(&r["id"]), s(&r["group"]), s(&r["text"])])
-                .collect();
+            let rules = rows(&v["rules"], &["flows", "id", "group", "text"]);
             if !rules.is_empty() {
                 text.push('\n');
                 text.push_str(&table(&["FLOWS", "RULE", "GROUP", "TEXT"], &rules));
@@ -475,21 +467,8 @@ fn run_command(args: &CtlArgs) -> Result<(Value, String, bool), Failure> {
         }
         CtlCommand::Vpcs => {
             let v = c.call("GET", "/v1/vpcs", None)?;
-            let rows: Vec<Vec<String>> = v["vpcs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|x| {
-                    vec![
-                        s(&x["id"]),
-                        s(&x["name"]),
-                        s(&x["vlan"]),
-                        s(&x["groups"]),
-                        s(&x["interfaces"]),
-                    ]
-                })
-                .collect();
-            let text = table(&["ID", "NAME", "VLAN", "GROUPS", "INTERFACES"], &rows);
+            let vpcs = rows(&v["vpcs"], &["id", "name", "vlan", "groups", "interfaces"]);
+            let text = table(&["ID", "NAME", "VLAN", "GROUPS", "INTERFACES"], &vpcs);
             (v, text, true)
         }
         CtlCommand::Group(g) => match g {
