@@ -202,11 +202,7 @@ fn security_groups_are_enforced_on_live_traffic() {
         out.contains("db: ingress tcp port 3306 from group:app allow"),
         "{out}"
     );
-    assert!(
-        t.xdp_programs().is_empty(),
-        "XDP left attached: {}",
-        t.xdp_programs()
-    );
+    t.assert_detached();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -270,11 +266,7 @@ fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
         2,
         "{out}"
     );
-    assert!(
-        t.xdp_programs().is_empty(),
-        "XDP left attached: {}",
-        t.xdp_programs()
-    );
+    t.assert_detached();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -463,11 +455,7 @@ fn a_rule_change_applies_to_new_flows_and_with_revalidate_to_existing_ones() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no revoked count in:\n{out}"));
     assert!(revoked >= 1, "{out}");
-    assert!(
-        t.xdp_programs().is_empty(),
-        "XDP left attached: {}",
-        t.xdp_programs()
-    );
+    t.assert_detached();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -490,11 +478,7 @@ fn after_sigkill_the_next_start_removes_the_stale_program_and_forwards() {
     assert!(d.stderr().contains("removed XDP program"), "{}", d.stderr());
     assert!(ping(&t.client, "198.18.0.20"), "forwarding again after restart");
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    assert!(
-        t.xdp_programs().is_empty(),
-        "XDP left attached: {}",
-        t.xdp_programs()
-    );
+    t.assert_detached();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -519,11 +503,7 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
         err.contains("appliance.port_b: no interface named \"b9\""),
         "{err}"
     );
-    assert!(
-        t.xdp_programs().is_empty(),
-        "nothing attached: {}",
-        t.xdp_programs()
-    );
+    t.assert_detached();
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -79,11 +79,7 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
         report.kernel_dropped
     );
     assert!(report.whole(), "pool not whole after {frames} frames: {report:?}");
-    assert!(
-        topo.xdp_programs().is_empty(),
-        "XDP left attached: {}",
-        topo.xdp_programs()
-    );
+    topo.assert_detached();
 }
 
 /// A stage that fails on its first frame, as a bug in a worker would.
@@ -148,9 +144,5 @@ fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
         Err(msg) => assert!(msg.contains("injected worker failure"), "{msg}"),
         Ok(_) => panic!("the worker should have panicked"),
     }
-    assert!(
-        topo.xdp_programs().is_empty(),
-        "XDP left attached: {}",
-        topo.xdp_programs()
-    );
+    topo.assert_detached();
 }

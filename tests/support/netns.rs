@@ -115,6 +115,13 @@ impl Topology {
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// Asserts that no XDP program is left on the appliance's ports.
+    #[track_caller]
+    pub fn assert_detached(&self) {
+        let left = self.xdp_programs();
+        assert!(left.is_empty(), "XDP left attached: {left}");
+    }
 }
 
 /// Runs `f` in namespace `ns` and returns its result. Sockets created there
