@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crate::classify::Match;
-use crate::conntrack::{Flow, FlowKey, FlowTable, FragKey, FragTable, Seed, NANOS};
+use crate::conntrack::{Flow, FlowKey, FlowTable, FragKey, FragTable, Seed, Slot, NANOS};
 use crate::reason::DropReason;
 use crate::snapshot::{Check, Packet, Snapshot, Verdict};
 use crate::stats::{interface_key, Counters};
@@ -127,7 +127,7 @@ pub struct Worker {
     parsed: Box<[Parsed; BATCH]>,
     steps: [Step; BATCH],
     keys: Box<[(FlowKey, bool, u64); BATCH]>,
-    buckets: [Option<usize>; BATCH],
+    buckets: [Option<Slot>; BATCH],
     /// Indexes of the frames to decide against the snapshot.
     misses: [u8; BATCH],
     packets: Box<[Packet; BATCH]>,
@@ -385,7 +385,10 @@ impl Worker {
             IcmpKind::Other => Step::Evaluate,
             IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => {
                 let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), &p.tuple());
-                self.keys[i] = (key, from_lo, self.flows.hash(&key));
+                let hash = self.flows.hash(&key);
+                // Its table lines load while the rest of the batch is parsed.
+                self.flows.prefetch(hash);
+                self.keys[i] = (key, from_lo, hash);
                 Step::Track
             }
         }
@@ -396,7 +399,7 @@ impl Worker {
     fn hit(
         &mut self,
         snap: &Snapshot,
-        bucket: usize,
+        bucket: Slot,
         key: &FlowKey,
         from_lo: bool,
         tcp_flags: u8,

@@ -1,7 +1,8 @@
 //! Per-worker connection tracking (spec section 4).
 //!
 //! Each worker owns one [`FlowTable`]: a `hashbrown` table allocated once at its
-//! configured capacity and never grown, so the hot path never allocates. An
+//! configured capacity and never grown (it is kept at most half full, see
+//! [`FlowTable::new`]), so the hot path never allocates. An
 //! entry ([`Flow`]) is 56 bytes, key included (checked at compile time against
 //! the 64-byte budget). Keys are normalised ([`FlowKey::new`]): the
 //! (address, port) pair that sorts first is `lo`, so both directions of a
@@ -19,13 +20,16 @@
 //!
 //! [`FragTable`] remembers first-fragment verdicts for later fragments.
 
+mod table;
 #[cfg(test)]
 mod tests;
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
+use allocator_api2::alloc::Global;
 
+pub use self::table::Slot;
+use self::table::Table;
 use crate::hugepage::HugePages;
 use crate::snapshot::Timeouts;
 use crate::wire::headers::{
@@ -328,25 +332,20 @@ pub struct Reclaimed {
 /// A worker's connection table. See the module docs.
 #[derive(Debug)]
 pub struct FlowTable {
-    table: HashTable<Flow, HugePages>,
+    table: Table<Flow, HugePages>,
     capacity: usize,
     seed: Seed,
-    sweep_at: usize,
-    evict_at: usize,
 }
 
 impl FlowTable {
-    /// A table for `capacity` connections, allocated now. The capacity is raised
-    /// to what the allocated buckets hold anyway (7/8 of a power of two).
+    /// A table for `capacity` connections, all its memory allocated now (see
+    /// [`table`](self::table) for why it is several hashbrown tables).
     pub fn new(capacity: usize, seed: Seed) -> FlowTable {
-        let table = HashTable::with_capacity_in(capacity.max(1), HugePages);
-        let capacity = table.capacity();
+        let capacity = capacity.max(1);
         FlowTable {
-            table,
+            table: Table::new(capacity, HugePages),
             capacity,
             seed,
-            sweep_at: 0,
-            evict_at: 0,
         }
     }
 
@@ -354,14 +353,18 @@ impl FlowTable {
         self.table.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
     pub fn capacity(&self) -> usize {
         self.capacity
     }
     /// Bytes the table allocated (entries and control bytes).
     pub fn memory_bytes(&self) -> usize {
-        self.table.allocation_size()
+        self.table.memory_bytes()
+    }
+    /// Partition moves completed, and inserts refused for lack of room.
+    pub fn moves(&self) -> (u64, u64) {
+        self.table.moves()
     }
 
     #[inline]
@@ -369,25 +372,32 @@ impl FlowTable {
         self.seed.hash(key)
     }
 
-    /// The bucket holding `key`, live or expired: the memory-bound half of a
+    /// Starts loading what a lookup of `hash` will read (see
+    /// [`Table::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.table.prefetch(hash);
+    }
+
+    /// The slot holding `key`, live or expired: the memory-bound half of a
     /// lookup, which a batch issues for all its frames before using any result,
     /// so that the cache misses overlap.
     #[inline]
-    pub fn locate(&self, key: &FlowKey, hash: u64) -> Option<usize> {
-        self.table.find_bucket_index(hash, |f| f.key == *key)
+    pub fn locate(&self, key: &FlowKey, hash: u64) -> Option<Slot> {
+        self.table.find(hash, |f| f.key == *key)
     }
 
-    /// Finishes a lookup begun by [`FlowTable::locate`]: the bucket if its
+    /// Finishes a lookup begun by [`FlowTable::locate`]: the slot if its
     /// connection is live; an expired one is removed (`true` in the second field).
     #[inline]
-    pub fn check_live(&mut self, bucket: Option<usize>, now: u64) -> (Option<usize>, bool) {
-        let Some(bucket) = bucket else {
+    pub fn check_live(&mut self, slot: Option<Slot>, now: u64) -> (Option<Slot>, bool) {
+        let Some(slot) = slot else {
             return (None, false);
         };
-        match self.table.get_bucket(bucket) {
-            Some(f) if f.deadline > now => (Some(bucket), false),
+        match self.table.get(slot) {
+            Some(f) if f.deadline > now => (Some(slot), false),
             Some(_) => {
-                self.remove(bucket);
+                self.remove(slot);
                 (None, true)
             }
             // Emptied since it was located (an earlier packet of the batch
@@ -396,63 +406,58 @@ impl FlowTable {
         }
     }
 
-    /// The bucket of the live connection with `key`. An expired one is removed
+    /// The slot of the live connection with `key`. An expired one is removed
     /// (counted in the return's second field) and reported absent.
     #[inline]
-    pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<usize>, bool) {
-        let bucket = self.locate(key, hash);
-        self.check_live(bucket, now)
+    pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<Slot>, bool) {
+        let slot = self.locate(key, hash);
+        self.check_live(slot, now)
     }
 
-    /// The connection in `bucket` if it still holds `key` (buckets can be
-    /// reused between a lookup and its use within one batch).
+    /// The connection in `slot` if it still holds `key` (slots can be reused
+    /// between a lookup and its use within one batch).
     #[inline]
-    pub fn get_mut(&mut self, bucket: usize, key: &FlowKey) -> Option<&mut Flow> {
-        self.table.get_bucket_mut(bucket).filter(|f| f.key == *key)
+    pub fn get_mut(&mut self, slot: Slot, key: &FlowKey) -> Option<&mut Flow> {
+        self.table.get_mut(slot).filter(|f| f.key == *key)
     }
 
-    pub fn remove(&mut self, bucket: usize) -> Option<Flow> {
-        self.table.get_bucket_entry(bucket).ok().map(|e| e.remove().0)
+    pub fn remove(&mut self, slot: Slot) -> Option<Flow> {
+        self.table.remove(slot)
     }
 
     /// Inserts a new connection (its key must not be in the table). When the
-    /// table is full, first makes room by reclaiming an expired entry or
-    /// evicting one in its handshake, scanning at most [`EVICT_SCAN`] buckets.
-    pub fn insert(&mut self, flow: Flow, hash: u64, now: u64) -> Result<(usize, Reclaimed), TableFull> {
+    /// table (or the connection's partition, see [`table`](self::table)) is
+    /// full, first makes room by reclaiming an expired entry or evicting one in
+    /// its handshake, scanning at most [`EVICT_SCAN`] buckets of the partition.
+    pub fn insert(&mut self, flow: Flow, hash: u64, now: u64) -> Result<(Slot, Reclaimed), TableFull> {
         let mut reclaimed = Reclaimed::default();
-        if self.table.len() >= self.capacity {
-            reclaimed = self.make_room(now)?;
+        if self.table.len() >= self.capacity || !self.table.has_room(hash) {
+            let gone = self
+                .table
+                .evict(hash, EVICT_SCAN, |f| f.deadline <= now || f.state.in_handshake())
+                .ok_or(TableFull)?;
+            let expired = gone.deadline <= now;
+            reclaimed = Reclaimed {
+                expired: u32::from(expired),
+                evicted: u32::from(!expired),
+            };
         }
         let seed = self.seed;
-        let entry = self.table.insert_unique(hash, flow, |f| seed.hash(&f.key));
-        Ok((entry.bucket_index(), reclaimed))
-    }
-
-    fn make_room(&mut self, now: u64) -> Result<Reclaimed, TableFull> {
-        let buckets = self.table.num_buckets();
-        for _ in 0..EVICT_SCAN.min(buckets) {
-            let at = self.evict_at;
-            self.evict_at = (at + 1) % buckets;
-            let Some(f) = self.table.get_bucket(at) else {
-                continue;
-            };
-            let expired = f.deadline <= now;
-            if expired || f.state.in_handshake() {
-                self.remove(at);
-                return Ok(Reclaimed {
-                    expired: u32::from(expired),
-                    evicted: u32::from(!expired),
-                });
-            }
-        }
-        Err(TableFull)
+        let slot = self
+            .table
+            .insert(hash, flow, |f| seed.hash(&f.key))
+            .ok_or(TableFull)?;
+        Ok((slot, reclaimed))
     }
 
     /// Removes expired connections among the next `budget` buckets; returns how
     /// many. Called once per batch (and when idle), it visits every bucket once
-    /// per `num_buckets / budget` calls.
+    /// per `buckets / budget` calls, and moves a partition along (see
+    /// [`table`](self::table)).
     pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
-        sweep(&mut self.table, &mut self.sweep_at, now, budget, |f| f.deadline)
+        let seed = self.seed;
+        self.table
+            .sweep(budget, |f| f.deadline <= now, |f| seed.hash(&f.key))
     }
 
     /// Every live connection (for inspection and tests; not the hot path).
@@ -463,31 +468,6 @@ impl FlowTable {
     pub fn clear(&mut self) {
         self.table.clear();
     }
-}
-
-/// Removes the entries whose deadline has passed among the `budget` buckets from
-/// `*cursor` on, advancing the cursor; returns how many. Both tables expire this
-/// way, so a full pass over a table costs `num_buckets / budget` calls.
-fn sweep<T, A: allocator_api2::alloc::Allocator>(
-    table: &mut HashTable<T, A>,
-    cursor: &mut usize,
-    now: u64,
-    budget: usize,
-    deadline: impl Fn(&T) -> u64,
-) -> u32 {
-    let buckets = table.num_buckets();
-    let mut expired = 0;
-    for _ in 0..budget.min(buckets) {
-        let at = *cursor;
-        *cursor = (at + 1) % buckets;
-        if table.get_bucket(at).is_some_and(|t| deadline(t) <= now) {
-            if let Ok(e) = table.get_bucket_entry(at) {
-                e.remove();
-                expired += 1;
-            }
-        }
-    }
-    expired
 }
 
 /// The identity of a fragmented datagram.
@@ -511,49 +491,47 @@ struct FragEntry {
 /// First-fragment verdicts, for the later fragments of the same datagram.
 #[derive(Debug)]
 pub struct FragTable {
-    table: HashTable<FragEntry>,
+    table: Table<FragEntry, Global>,
     capacity: usize,
     seed: Seed,
-    sweep_at: usize,
 }
 
 impl FragTable {
     pub fn new(capacity: usize, seed: Seed) -> FragTable {
-        let table = HashTable::with_capacity(capacity.max(1));
-        let capacity = table.capacity();
+        let capacity = capacity.max(1);
         FragTable {
-            table,
+            table: Table::new(capacity, Global),
             capacity,
             seed,
-            sweep_at: 0,
         }
     }
 
     /// Records the verdict of a first fragment, valid until `deadline`.
     /// `Err` when the table is full of live entries.
     pub fn record(&mut self, key: FragKey, allowed: bool, deadline: u64, now: u64) -> Result<(), TableFull> {
-        let hash = self.seed.hash_fragment(&key);
-        if let Some(e) = self.table.find_mut(hash, |e| e.key == key) {
-            (e.allowed, e.deadline) = (allowed, deadline);
+        let seed = self.seed;
+        let hash = seed.hash_fragment(&key);
+        if let Some(slot) = self.table.find(hash, |e| e.key == key) {
+            if let Some(e) = self.table.get_mut(slot) {
+                (e.allowed, e.deadline) = (allowed, deadline);
+            }
             return Ok(());
         }
-        if self.table.len() >= self.capacity {
+        if self.table.len() >= self.capacity || !self.table.has_room(hash) {
             self.sweep(now, EVICT_SCAN);
         }
         if self.table.len() >= self.capacity {
             return Err(TableFull);
         }
-        let seed = self.seed;
-        self.table.insert_unique(
-            hash,
-            FragEntry {
-                key,
-                allowed,
-                deadline,
-            },
-            |e| seed.hash_fragment(&e.key),
-        );
-        Ok(())
+        let entry = FragEntry {
+            key,
+            allowed,
+            deadline,
+        };
+        self.table
+            .insert(hash, entry, |e| seed.hash_fragment(&e.key))
+            .map(|_| ())
+            .ok_or(TableFull)
     }
 
     /// The first fragment's verdict for a later fragment, if still known.
@@ -561,19 +539,22 @@ impl FragTable {
         let hash = self.seed.hash_fragment(key);
         self.table
             .find(hash, |e| e.key == *key)
+            .and_then(|slot| self.table.get(slot))
             .filter(|e| e.deadline > now)
             .map(|e| e.allowed)
     }
 
     /// Removes expired entries among the next `budget` buckets.
     pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
-        sweep(&mut self.table, &mut self.sweep_at, now, budget, |e| e.deadline)
+        let seed = self.seed;
+        self.table
+            .sweep(budget, |e| e.deadline <= now, |e| seed.hash_fragment(&e.key))
     }
 
     pub fn len(&self) -> usize {
         self.table.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
 }

@@ -391,3 +391,64 @@ proptest! {
         }
     }
 }
+
+/// Connections opened and closed for a long time at full capacity, 30 times
+/// the capacity each: new ones evicting handshakes (a SYN flood), closing at
+/// random, expiring and swept. The table never grows or rehashes (its
+/// allocation is unchanged, and no insert was refused for want of room), and
+/// every entry stays findable.
+#[test]
+fn churn_at_full_capacity_never_grows_or_rehashes() {
+    let mut table = FlowTable::new(100_000, Seed::fixed(9));
+    let cap = table.capacity();
+    let buckets = table.table.num_buckets();
+    let bytes = table.memory_bytes();
+    let mut n = 0u32;
+    for round in 0..30 {
+        for _ in 0..cap {
+            let f = flow(n, State::SynSent, 1000);
+            n += 1;
+            let h = table.hash(&f.key);
+            table.insert(f, h, 0).expect("a handshake makes room");
+            table.sweep(0, 64);
+        }
+        assert_eq!(table.len(), cap, "round {round}");
+        assert_eq!(table.iter().count(), cap);
+        let keys: Vec<FlowKey> = table.iter().map(|f| f.key).collect();
+        for key in keys {
+            let h = table.hash(&key);
+            assert!(table.locate(&key, h).is_some(), "round {round}: an entry is lost");
+        }
+    }
+    // Connections closing at random (FIN, RST) while new ones open.
+    let mut rng =
+        proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha);
+    let mut live: Vec<FlowKey> = table.iter().map(|f| f.key).collect();
+    for _ in 0..30 * cap {
+        let i = (rng.next_u64() % live.len() as u64) as usize;
+        let key = live.swap_remove(i);
+        let slot = table.locate(&key, table.hash(&key)).expect("live");
+        table.remove(slot);
+        let f = flow(n, State::Established, 1000);
+        n += 1;
+        let h = table.hash(&f.key);
+        table.insert(f, h, 0).expect("room after a close");
+        live.push(f.key);
+        table.sweep(0, 64);
+    }
+    // Connections expiring (random lifetimes), reclaimed by the sweep (the
+    // ones opened so far all expire at 1000).
+    let mut now = 1000;
+    for _ in 0..30 * cap {
+        let lifetime = 1 + rng.next_u64() % (cap as u64);
+        let f = flow(n, State::Established, now + lifetime);
+        n += 1;
+        let h = table.hash(&f.key);
+        table.insert(f, h, now).expect("room");
+        now += 1;
+        table.sweep(now, 64);
+    }
+    assert_eq!(table.table.num_buckets(), buckets, "the table grew");
+    assert_eq!(table.memory_bytes(), bytes, "the table reallocated");
+    assert_eq!(table.moves().1, 0, "an insert found no room");
+}
