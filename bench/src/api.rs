@@ -22,14 +22,8 @@ use crate::classify::percentile;
 use crate::netns::{spawn_in, veth, Namespaces};
 use crate::update;
 
-/// How to measure.
-#[derive(Clone, Copy, Debug)]
-pub struct Plan {
-    pub groups: usize,
-    pub rules_per_group: usize,
-    pub interfaces: usize,
-    pub changes: usize,
-}
+/// How to measure: the model of the update benchmark, changed through the API.
+pub use crate::update::Plan;
 
 /// One result; the JSON line has exactly these fields.
 #[derive(Clone, Debug, Serialize)]
@@ -166,12 +160,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
     let ns = Namespaces::create(&format!("rbapi{}", std::process::id() % 100_000), &["fw", "peer"])?;
     veth(ns.get("peer"), "p0", None, ns.get("fw"), "a0")?;
     veth(ns.get("peer"), "p1", None, ns.get("fw"), "b0")?;
-    let doc = update::document(update::Plan {
-        groups: plan.groups,
-        rules_per_group: plan.rules_per_group,
-        interfaces: plan.interfaces,
-        changes: plan.changes,
-    });
+    let doc = update::document(plan);
     let mut reports = Vec::new();
     for idle in ["adaptive", "busy"] {
         let daemon = start(&bin, ns.get("fw"), idle)?;

@@ -25,6 +25,21 @@ fn bench(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The JSON objects a `--json` run printed, one per line.
+fn json_rows(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// A latency row's p50, p99 and max (in `unit`) are positive and in order.
+fn assert_percentiles_ordered(r: &serde_json::Value, unit: &str) {
+    let at = |q: &str| r[format!("{q}_{unit}")].as_f64().expect("a number");
+    let (p50, p99, max) = (at("p50"), at("p99"), at("max"));
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+}
+
 const QUICK: [&str; 6] = ["--reps", "1", "--seconds", "0.05", "--builds", "1"];
 
 #[test]
@@ -161,10 +176,7 @@ fn forward_reports_rampart_beside_the_ceiling_on_real_veth_traffic() {
     ];
     let (code, stdout, stderr) = bench(&args);
     assert_eq!(code, 0, "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let rows = json_rows(&stdout);
     assert_eq!(rows.len(), 3, "{stdout}");
     let tests: Vec<_> = rows.iter().map(|r| r["test"].as_str()).collect();
     assert_eq!(tests, [Some("blind"), Some("ceiling"), Some("rampart")]);
@@ -207,10 +219,7 @@ fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
     }
     let (code, stdout, stderr) = bench(&["wakeup", "--reps", "1", "--probes", "30", "--json"]);
     assert_eq!(code, 0, "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let rows = json_rows(&stdout);
     assert_eq!(rows.len(), 2, "{stdout}");
     assert_eq!(
         (rows[0]["test"].as_str(), rows[1]["test"].as_str()),
@@ -223,12 +232,7 @@ fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
             (Some(30), Some(0)),
             "{r}"
         );
-        let (p50, p99, max) = (
-            r["p50_us"].as_f64().unwrap(),
-            r["p99_us"].as_f64().unwrap(),
-            r["max_us"].as_f64().unwrap(),
-        );
-        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+        assert_percentiles_ordered(r, "us");
     }
     // The adaptive row's wake-up is its latency over the busy row's.
     let wake = rows[1]["p50_us"].as_f64().unwrap() - rows[0]["p50_us"].as_f64().unwrap();
@@ -261,10 +265,7 @@ fn api_times_rule_changes_through_the_running_daemon() {
     ];
     let (code, stdout, stderr) = bench(&args);
     assert_eq!(code, 0, "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let rows = json_rows(&stdout);
     let idle: Vec<_> = rows.iter().map(|r| r["idle"].as_str()).collect();
     assert_eq!(idle, [Some("adaptive"), Some("busy")], "{stdout}");
     for r in &rows {
@@ -273,12 +274,7 @@ fn api_times_rule_changes_through_the_running_daemon() {
             (Some(25), Some(6)),
             "{r}"
         );
-        let (p50, p99, max) = (
-            r["p50_ms"].as_f64().unwrap(),
-            r["p99_ms"].as_f64().unwrap(),
-            r["max_ms"].as_f64().unwrap(),
-        );
-        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{r}");
+        assert_percentiles_ordered(r, "ms");
     }
 }
 
@@ -311,10 +307,7 @@ fn e2e_measures_ceiling_rampart_and_kernel_on_one_topology() {
     ];
     let (code, stdout, stderr) = bench(&args);
     assert_eq!(code, 0, "{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let rows = json_rows(&stdout);
     let duts: Vec<_> = rows.iter().map(|r| r["dut"].as_str()).collect();
     assert_eq!(
         duts,

@@ -18,12 +18,13 @@
 //! allowed to reach the point where hashbrown would rehash, so nothing here ever
 //! allocates or rehashes after [`Table::new`].
 //!
-//! Sizing: a partition holds at most 5/8 of what hashbrown would fit in its
-//! buckets and starts moving when its room falls to 1/8, so a freshly moved
-//! table has at least 1/4 of its capacity to spare for new tombstones. `P` is
-//! chosen between 1 and 16 to allocate the fewest buckets for the requested
-//! capacity, with room in each partition for its share plus four standard
-//! deviations of the hash's imbalance.
+//! Sizing: the tables are allocated so that a partition's mean share is about
+//! 35 % of its buckets (`TARGET_64THS`), where hashbrown leaves few
+//! tombstones; a partition may grow past its share up to 3/4 of what its
+//! table fits, and it moves when its room falls to 1/8, so a freshly moved
+//! table always has room to spare. `P` is chosen between 1 and 16 to allocate
+//! the fewest buckets for the requested capacity, each partition's share
+//! allowing four standard deviations of the hash's imbalance.
 
 use allocator_api2::alloc::Allocator;
 use hashbrown::HashTable;
@@ -101,8 +102,9 @@ pub struct Table<T, A: Allocator + Clone> {
     /// A partition moves when its table's room falls to this.
     low: usize,
     len: usize,
-    /// The address of each table's control bytes, learnt from its first insert
-    /// (0 until then), for [`Table::prefetch`]; and the tables' bucket mask.
+    /// The address of each table's control bytes, learnt from its inserts (0
+    /// until the first), for [`Table::prefetch`]; and the tables' bucket mask
+    /// (every table has the same number of buckets).
     ctrl: [usize; MAX_PARTS + 1],
     mask: usize,
     /// Whether [`Table::prefetch`] does anything: only for tables larger than
@@ -132,7 +134,8 @@ fn request(need: usize) -> usize {
     need.saturating_mul(64).div_ceil(TARGET_64THS) + 1
 }
 
-/// Buckets hashbrown allocates for a requested capacity.
+/// Buckets hashbrown allocates for a requested capacity (its own rule,
+/// restated here to choose `P` without allocating every candidate).
 fn buckets_for(capacity: usize) -> usize {
     if capacity < 8 {
         if capacity < 4 {
@@ -215,9 +218,15 @@ impl<T, A: Allocator + Clone> Table<T, A> {
     pub fn len(&self) -> usize {
         self.len
     }
-    /// Buckets in all tables.
+    /// Partitions, and buckets in each table (for tests).
+    #[cfg(test)]
+    pub fn shape(&self) -> (usize, usize) {
+        (self.parts, self.mask + 1)
+    }
+    /// Buckets in all tables: what one full cycle of [`Table::sweep`] visits.
+    #[cfg(test)]
     pub fn num_buckets(&self) -> usize {
-        self.tables.iter().map(HashTable::num_buckets).sum()
+        (self.mask + 1) * self.tables.len()
     }
     /// Bytes allocated for all tables (entries and control bytes).
     pub fn memory_bytes(&self) -> usize {
@@ -239,7 +248,7 @@ impl<T, A: Allocator + Clone> Table<T, A> {
     pub fn prefetch(&self, hash: u64) {
         let t = usize::from(self.map[self.part(hash)]);
         let ctrl = self.ctrl[t];
-        if ctrl == 0 {
+        if !self.prefetching || ctrl == 0 {
             return;
         }
         let home = hash as usize & self.mask;
@@ -324,9 +333,7 @@ impl<T, A: Allocator + Clone> Table<T, A> {
         }
         let entry = self.tables[t].insert_unique(hash, value, hasher);
         let bucket = entry.bucket_index();
-        if self.prefetching {
-            self.ctrl[t] = ctrl_address(entry.get(), bucket);
-        }
+        self.ctrl[t] = ctrl_address(entry.get(), bucket);
         self.len += 1;
         Some(Slot::new(t, bucket))
     }
@@ -341,7 +348,8 @@ impl<T, A: Allocator + Clone> Table<T, A> {
         let move_budget = if waiting { budget * 8 } else { budget };
         let mut removed = self.advance_move(move_budget, &dead, &hasher);
         let (mut t, mut b) = self.sweep_at;
-        for _ in 0..budget.min(self.num_buckets()) {
+        let buckets = self.mask + 1;
+        for _ in 0..budget.min(buckets * self.tables.len()) {
             if self.tables[t].get_bucket(b).is_some_and(&dead) {
                 if let Ok(e) = self.tables[t].get_bucket_entry(b) {
                     e.remove();
@@ -350,7 +358,7 @@ impl<T, A: Allocator + Clone> Table<T, A> {
                 }
             }
             b += 1;
-            if b == self.tables[t].num_buckets() {
+            if b == buckets {
                 (t, b) = ((t + 1) % self.tables.len(), 0);
             }
         }
@@ -383,9 +391,7 @@ impl<T, A: Allocator + Clone> Table<T, A> {
                 } else if to_table.capacity() > to_table.len() {
                     let value = e.remove().0;
                     let entry = to_table.insert_unique(hasher(&value), value, hasher);
-                    if self.prefetching {
-                        self.ctrl[to] = ctrl_address(entry.get(), entry.bucket_index());
-                    }
+                    self.ctrl[to] = ctrl_address(entry.get(), entry.bucket_index());
                 } else {
                     // No room that would not rehash: wait for removals.
                     break;
@@ -418,10 +424,8 @@ impl<T, A: Allocator + Clone> Table<T, A> {
             Some(usize::from(self.map[p])),
             self.moving.filter(|m| m.part == p).map(|m| m.from),
         ];
-        let buckets = self.tables[0].num_buckets();
-        let home = hash as usize;
-        for i in 0..scan.min(buckets) {
-            let b = home.wrapping_add(i) & (buckets - 1);
+        for i in 0..scan.min(self.mask + 1) {
+            let b = (hash as usize).wrapping_add(i) & self.mask;
             for t in tables.into_iter().flatten() {
                 if self.tables[t].get_bucket(b).is_some_and(&pick) {
                     return self.remove(Slot::new(t, b));
@@ -483,7 +487,8 @@ mod tests {
             live.insert(k);
         }
         let mut cursor = 0;
-        let mut seen_moving = 0;
+        let mut checked_mid_move = 0;
+        let mut removed_mid_move = 0;
         for step in 0..2_000_000 {
             // Remove the next entry of partition 0's table in bucket order.
             let t = usize::from(table.map[0]);
@@ -502,8 +507,8 @@ mod tests {
             live.insert(k);
             table.sweep(16, |_| false, |&k| k);
             if table.moving.is_some() {
-                seen_moving += 1;
-                if seen_moving % 500 == 1 {
+                checked_mid_move += 1;
+                if checked_mid_move % 500 == 1 {
                     for &k in &live {
                         let slot = table.find(k, |&x| x == k).expect("found mid-move");
                         assert_eq!(table.get(slot), Some(&k));
@@ -518,6 +523,7 @@ mod tests {
                         assert_eq!(table.remove(slot), Some(k));
                         assert!(table.find(k, |&x| x == k).is_none());
                         live.remove(&k);
+                        removed_mid_move += 1;
                     }
                 }
             }
@@ -527,7 +533,10 @@ mod tests {
             }
         }
         assert!(table.moves().0 >= 3, "tombstones never made the partition move");
-        assert!(seen_moving > 0);
+        assert!(
+            removed_mid_move > 0,
+            "no entry was removed from an old table mid-move"
+        );
         assert_eq!(table.moves().1, 0, "an insert found no room");
         assert_eq!(table.len(), live.len());
         for &k in &live {
