@@ -51,13 +51,6 @@ fn prefetch(address: usize) {
     let _ = address;
 }
 
-/// Tables smaller than this stay in the CPU's caches when they are busy, and
-/// prefetching their lines costs more than it saves: measured with
-/// `rampart-bench pipeline`, 1000 flows (0.3 MiB of tables) ran at 17.5-17.9
-/// Mpps with prefetching and 18.6-19.9 without, while a million flows (200
-/// MiB) went from 6.1-6.7 to 8.6-9.1 Mpps with it.
-const PREFETCH_ABOVE: usize = 8 << 20;
-
 /// Partitions at most.
 const MAX_PARTS: usize = 16;
 
@@ -107,9 +100,6 @@ pub struct Table<T, A: Allocator + Clone> {
     /// (every table has the same number of buckets).
     ctrl: [usize; MAX_PARTS + 1],
     mask: usize,
-    /// Whether [`Table::prefetch`] does anything: only for tables larger than
-    /// [`PREFETCH_ABOVE`].
-    prefetching: bool,
     sweep_at: (usize, usize),
     /// Moves completed, and inserts refused because a table had no room left
     /// (only if tombstones pile up faster than a move can clear them).
@@ -171,7 +161,6 @@ impl<T, A: Allocator + Clone> Table<T, A> {
             .collect();
         let (limit, low) = limits(tables[0].capacity());
         let mask = tables[0].num_buckets() - 1;
-        let prefetching = tables.iter().map(HashTable::allocation_size).sum::<usize>() > PREFETCH_ABOVE;
         let mut map = [0; MAX_PARTS];
         for (p, m) in map.iter_mut().enumerate().take(parts) {
             *m = p as u8;
@@ -187,7 +176,6 @@ impl<T, A: Allocator + Clone> Table<T, A> {
             len: 0,
             ctrl: [0; MAX_PARTS + 1],
             mask,
-            prefetching,
             sweep_at: (0, 0),
             moves: 0,
             no_room: 0,
@@ -239,23 +227,26 @@ impl<T, A: Allocator + Clone> Table<T, A> {
 
     /// Asks the CPU to start loading what a [`Table::find`] of `hash` will
     /// read first: the control bytes at the hash's home bucket and the entry
-    /// there (where most entries are, at this load). A batch calls it for
-    /// every frame before looking any up, so the cache misses overlap. Only a
-    /// hint: the addresses follow hashbrown's layout (entries stored backwards
-    /// below the control bytes), which is not its API, and a wrong guess costs
-    /// nothing but the hint.
+    /// there (where most entries are, at this load). A batch calls it a few
+    /// lookups ahead, so the cache misses overlap. Only a hint: the addresses
+    /// follow hashbrown's layout (entries stored backwards below the control
+    /// bytes), which is not its API, and a wrong guess costs nothing but the
+    /// hint. (Even tables that fit the L2 cache gain from it: with 1000
+    /// flows, 18.5-20.5 Mpps against 18.0-20.1 without, same runs.)
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         let t = usize::from(self.map[self.part(hash)]);
         let ctrl = self.ctrl[t];
-        if !self.prefetching || ctrl == 0 {
+        if ctrl == 0 {
             return;
         }
         let home = hash as usize & self.mask;
         prefetch(ctrl.wrapping_add(home));
         let entry = ctrl.wrapping_sub((home + 1) * size_of::<T>());
         prefetch(entry);
-        prefetch(entry + size_of::<T>() - 1);
+        if size_of::<T>() > 64 || entry % 64 + size_of::<T>() > 64 {
+            prefetch(entry + size_of::<T>() - 1);
+        }
     }
 
     /// The slot of the entry with `hash` for which `eq` holds.

@@ -145,6 +145,17 @@ impl Parsed {
 
 /// Parses a frame. See the module docs.
 pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
+    let mut p = Parsed::default();
+    parse_into(frame, &mut p)?;
+    Ok(p)
+}
+
+/// Parses a frame into `p` (what [`parse`] returns, without moving it: the
+/// pipeline parses into its batch array, and copying the 128-byte result there
+/// field by field cost it about a tenth of its time). After an error `p` holds
+/// nothing meaningful.
+#[inline]
+pub fn parse_into(frame: &[u8], p: &mut Parsed) -> Result<(), DropReason> {
     let eth = Ethernet::new(frame)?;
     let mut ethertype = eth.ethertype();
     let mut rest = eth.payload();
@@ -161,37 +172,40 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
     }
     let vlan = vlan.unwrap_or(0);
     match ethertype {
-        ETHERTYPE_IPV4 => ipv4(vlan, rest),
-        ETHERTYPE_IPV6 => ipv6(vlan, rest),
+        ETHERTYPE_IPV4 => ipv4(p, vlan, rest),
+        ETHERTYPE_IPV6 => ipv6(p, vlan, rest),
         ETHERTYPE_ARP => {
             Arp::new(rest)?;
-            Ok(Parsed::new(vlan, Network::Arp))
+            *p = Parsed::new(vlan, Network::Arp);
+            Ok(())
         }
-        other => Ok(Parsed::new(vlan, Network::Other(other))),
+        other => {
+            *p = Parsed::new(vlan, Network::Other(other));
+            Ok(())
+        }
     }
 }
 
-fn ipv4(vlan: u16, b: &[u8]) -> Result<Parsed, DropReason> {
+fn ipv4(p: &mut Parsed, vlan: u16, b: &[u8]) -> Result<(), DropReason> {
     let ip = Ipv4::new(b)?;
-    let mut p = Parsed::new(vlan, Network::Ipv4);
+    *p = Parsed::new(vlan, Network::Ipv4);
     p.src = u128::from(ip.source());
     p.dst = u128::from(ip.destination());
     p.proto = ip.protocol();
     let id = u32::from(ip.ident());
     if ip.fragment_offset() != 0 {
         p.fragment = Fragment::Later(id);
-        return Ok(p);
+        return Ok(());
     }
     if ip.more_fragments() {
         p.fragment = Fragment::First(id);
     }
-    transport(&mut p, ip.payload())?;
-    Ok(p)
+    transport(p, ip.payload())
 }
 
-fn ipv6(vlan: u16, b: &[u8]) -> Result<Parsed, DropReason> {
+fn ipv6(p: &mut Parsed, vlan: u16, b: &[u8]) -> Result<(), DropReason> {
     let ip = Ipv6::new(b)?;
-    let mut p = Parsed::new(vlan, Network::Ipv6);
+    *p = Parsed::new(vlan, Network::Ipv6);
     p.src = ip.source();
     p.dst = ip.destination();
     let upper = ipv6_walk(ip.next_header(), ip.payload())?;
@@ -199,14 +213,13 @@ fn ipv6(vlan: u16, b: &[u8]) -> Result<Parsed, DropReason> {
     match upper.fragment {
         Some((id, offset, _)) if offset != 0 => {
             p.fragment = Fragment::Later(id);
-            return Ok(p);
+            return Ok(());
         }
         Some((id, _, true)) => p.fragment = Fragment::First(id),
         // An atomic fragment (offset 0, no more) is a whole packet.
         _ => {}
     }
-    transport(&mut p, &ip.payload()[upper.offset..])?;
-    Ok(p)
+    transport(p, &ip.payload()[upper.offset..])
 }
 
 /// Parses the upper-layer header into `p`. In a first fragment, a header cut
