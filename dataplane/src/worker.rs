@@ -267,10 +267,8 @@ impl Worker {
                 }
                 Step::Track => {
                     let (key, from_lo, _) = self.keys[i];
-                    let (bucket, expired) = self.flows.check_live(self.buckets[i], now);
-                    self.expired += u64::from(expired);
                     let flags = self.parsed[i].tcp_flags;
-                    let hit = match bucket {
+                    let hit = match self.buckets[i] {
                         Some(b) => self.hit(snap, b, &key, from_lo, flags, now),
                         None => Hit::FirstPacket,
                     };
@@ -407,9 +405,42 @@ impl Worker {
         }
     }
 
-    /// A packet of the tracked connection in `bucket`: advances it, after
-    /// revalidating it when the snapshot changed and the settings ask for it.
+    /// A packet of the tracked connection in `bucket` (as located; it may
+    /// have expired, or been removed by an earlier packet of the batch):
+    /// advances it, after revalidating it when the snapshot changed and the
+    /// settings ask for it. The common case stays inline; the rest is
+    /// [`Worker::hit_rare`].
+    #[inline]
     fn hit(
+        &mut self,
+        snap: &Snapshot,
+        bucket: Slot,
+        key: &FlowKey,
+        from_lo: bool,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Hit {
+        let Some(flow) = self.flows.get_mut(bucket, key) else {
+            return Hit::FirstPacket;
+        };
+        if flow.deadline <= now {
+            self.flows.remove(bucket);
+            self.expired += 1;
+            return Hit::FirstPacket;
+        }
+        let reopened = flow.state.closed() && tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
+        if reopened || (flow.generation != snap.generation as u32 && snap.settings.revalidate) {
+            return self.hit_rare(snap, bucket, key, from_lo, tcp_flags, now);
+        }
+        passes(flow, snap, from_lo, tcp_flags, now);
+        Hit::Pass
+    }
+
+    /// [`Worker::hit`] for a SYN reopening a closed connection, or a
+    /// connection to revalidate against a new snapshot.
+    #[cold]
+    #[inline(never)]
+    fn hit_rare(
         &mut self,
         snap: &Snapshot,
         bucket: Slot,
@@ -439,9 +470,7 @@ impl Worker {
                 return Hit::FirstPacket;
             }
         }
-        flow.generation = generation;
-        flow.advance(from_lo, tcp_flags);
-        flow.touch(now, &snap.settings.timeouts);
+        passes(flow, snap, from_lo, tcp_flags, now);
         Hit::Pass
     }
 
@@ -490,6 +519,14 @@ impl Worker {
             Err(_) => Err(DropReason::FlowTableFull),
         }
     }
+}
+
+/// Advances a connection by a packet that passes.
+#[inline]
+fn passes(flow: &mut Flow, snap: &Snapshot, from_lo: bool, tcp_flags: u8, now: u64) {
+    flow.generation = snap.generation as u32;
+    flow.advance(from_lo, tcp_flags);
+    flow.touch(now, &snap.settings.timeouts);
 }
 
 /// Whether an allowed stateful first packet opens a connection: everything but
