@@ -114,6 +114,14 @@ enum Hit {
     FirstPacket,
 }
 
+/// A packet of a tracked connection, as [`Worker::hit_rare`] needs it.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    from_lo: bool,
+    tcp_flags: u8,
+    now: u64,
+}
+
 /// What phase 1 left to do for a frame.
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -430,47 +438,41 @@ impl Worker {
         }
         let reopened = flow.state.closed() && tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
         if reopened || (flow.generation != snap.generation as u32 && snap.settings.revalidate) {
-            return self.hit_rare(snap, bucket, key, from_lo, tcp_flags, now);
+            let seen = Seen {
+                from_lo,
+                tcp_flags,
+                now,
+            };
+            return self.hit_rare(snap, bucket, key, reopened, seen);
         }
         passes(flow, snap, from_lo, tcp_flags, now);
         Hit::Pass
     }
 
-    /// [`Worker::hit`] for a SYN reopening a closed connection, or a
-    /// connection to revalidate against a new snapshot.
+    /// [`Worker::hit`] for a SYN reopening a closed connection (`reopened`),
+    /// or else a connection to revalidate against a new snapshot.
     #[cold]
     #[inline(never)]
-    fn hit_rare(
-        &mut self,
-        snap: &Snapshot,
-        bucket: Slot,
-        key: &FlowKey,
-        from_lo: bool,
-        tcp_flags: u8,
-        now: u64,
-    ) -> Hit {
-        let generation = snap.generation as u32;
-        let Some(flow) = self.flows.get_mut(bucket, key) else {
-            return Hit::FirstPacket;
-        };
-        if flow.state.closed() && tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN {
+    fn hit_rare(&mut self, snap: &Snapshot, bucket: Slot, key: &FlowKey, reopened: bool, seen: Seen) -> Hit {
+        if reopened {
             self.flows.remove(bucket);
             return Hit::FirstPacket;
         }
-        if flow.generation != generation && snap.settings.revalidate {
-            let v = snap.decide(&opening_packet(flow));
-            count_rules(&self.stats, &v);
-            if !v.allowed {
-                self.flows.remove(bucket);
-                self.stats.flows_revoked.add(1);
-                return Hit::Drop(DropReason::Revoked);
-            }
-            if !v.stateful {
-                self.flows.remove(bucket);
-                return Hit::FirstPacket;
-            }
+        let Some(flow) = self.flows.get_mut(bucket, key) else {
+            return Hit::FirstPacket;
+        };
+        let v = snap.decide(&opening_packet(flow));
+        count_rules(&self.stats, &v);
+        if !v.allowed {
+            self.flows.remove(bucket);
+            self.stats.flows_revoked.add(1);
+            return Hit::Drop(DropReason::Revoked);
         }
-        passes(flow, snap, from_lo, tcp_flags, now);
+        if !v.stateful {
+            self.flows.remove(bucket);
+            return Hit::FirstPacket;
+        }
+        passes(flow, snap, seen.from_lo, seen.tcp_flags, seen.now);
         Hit::Pass
     }
 
