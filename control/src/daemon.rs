@@ -129,6 +129,12 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         ))
     })?;
     let cores = check_machine(&appliance, &origin)?;
+    check_memory(
+        &origin,
+        config.settings.flow_table_capacity,
+        appliance.workers,
+        mem_available(),
+    )?;
 
     // The model: the state directory's (acknowledged API changes) wins over
     // the file's, which only seeds an empty state directory.
@@ -413,6 +419,40 @@ fn check_machine(appliance: &Appliance, origin: &str) -> Result<Vec<u32>, RunErr
     Ok(cores)
 }
 
+/// Bytes of memory available for new allocations (the kernel's
+/// `MemAvailable`), if it says.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The workers' connection and fragment tables must fit in the memory
+/// available (`available` bytes, when known). Every page of them is touched at
+/// start, so a capacity the machine cannot hold would end with the OOM killer
+/// rather than an error naming the setting.
+fn check_memory(origin: &str, capacity: u64, workers: u32, available: Option<u64>) -> Result<(), RunError> {
+    let Some(available) = available else {
+        return Ok(());
+    };
+    let per_worker =
+        WorkerConfig::for_capacity(usize::try_from(capacity).unwrap_or(usize::MAX)).table_bytes() as u64;
+    let need = per_worker.saturating_mul(u64::from(workers));
+    if need > available {
+        let mib = |b: u64| b.div_ceil(1 << 20);
+        return Err(setup(format!(
+            "{origin}: settings.flow_table_capacity: {capacity} connections take {} MiB of tables per worker, \
+             {} MiB for {workers} worker(s), more than the {} MiB this machine has available; \
+             lower flow_table_capacity or appliance.workers",
+            mib(per_worker),
+            mib(need),
+            mib(available)
+        )));
+    }
+    Ok(())
+}
+
 /// The periodic counter line.
 fn one_line(t: &Totals) -> String {
     let mut s = String::new();
@@ -429,4 +469,36 @@ fn one_line(t: &Totals) -> String {
         t.flows_active, t.flows_created, t.generation
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capacity whose tables do not fit is refused with the setting, the
+    /// sizes and what to change; one that fits, or an unknown amount of
+    /// memory, passes.
+    #[test]
+    fn tables_larger_than_the_memory_available_are_refused() {
+        let per_worker = WorkerConfig::for_capacity(262_144).table_bytes() as u64;
+        assert!(check_memory("c.toml", 262_144, 2, Some(2 * per_worker)).is_ok());
+        assert!(check_memory("c.toml", 262_144, 2, None).is_ok());
+        let err = check_memory("c.toml", 262_144, 2, Some(2 * per_worker - 1))
+            .expect_err("two workers' tables do not fit")
+            .to_string();
+        let mib = per_worker.div_ceil(1 << 20);
+        assert!(
+            err.starts_with("c.toml: settings.flow_table_capacity: 262144 connections take"),
+            "{err}"
+        );
+        assert!(err.contains(&format!("{mib} MiB of tables per worker")), "{err}");
+        assert!(err.contains("for 2 worker(s)"), "{err}");
+        assert!(
+            err.contains("lower flow_table_capacity or appliance.workers"),
+            "{err}"
+        );
+        // The largest capacity allowed needs gigabytes per worker.
+        let max = crate::settings::MAX_FLOW_TABLE_CAPACITY;
+        assert!(check_memory("c.toml", max, 1, Some(4 << 30)).is_err());
+    }
 }

@@ -104,6 +104,14 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Bytes of connection and fragment tables a worker of this configuration
+    /// allocates at start.
+    pub fn table_bytes(&self) -> usize {
+        FlowTable::memory_for(self.flow_capacity) + FragTable::memory_for(self.fragment_capacity)
+    }
+}
+
 /// What a packet of a tracked connection does.
 #[derive(Clone, Copy, Debug)]
 enum Hit {

@@ -355,6 +355,12 @@ impl FlowTable {
         }
     }
 
+    /// Bytes a table for `capacity` connections allocates, without
+    /// allocating it.
+    pub fn memory_for(capacity: usize) -> usize {
+        Table::<Flow, HugePages>::bytes_for(capacity.max(1))
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }
@@ -503,6 +509,11 @@ pub struct FragTable {
 }
 
 impl FragTable {
+    /// Bytes a table for `capacity` datagrams allocates.
+    pub fn memory_for(capacity: usize) -> usize {
+        Table::<FragEntry, Global>::bytes_for(capacity.max(1))
+    }
+
     pub fn new(capacity: usize, seed: Seed) -> FragTable {
         let capacity = capacity.max(1);
         FragTable {

@@ -150,14 +150,34 @@ fn share(capacity: usize, parts: usize) -> usize {
 }
 
 impl<T, A: Allocator + Clone> Table<T, A> {
-    /// Tables for `capacity` entries, allocated now.
-    pub fn new(capacity: usize, alloc: A) -> Table<T, A> {
+    /// Partitions, and the hashbrown capacity to request for each table, for
+    /// `capacity` entries in all.
+    fn shape_for(capacity: usize) -> (usize, usize) {
         let capacity = capacity.max(1);
         let parts = (1..=MAX_PARTS)
             .min_by_key(|&p| (p + 1) * buckets_for(request(share(capacity, p))))
             .unwrap_or(1);
+        (parts, request(share(capacity, parts)))
+    }
+
+    /// Bytes [`Table::new`] allocates for `capacity` entries (what
+    /// [`Table::memory_bytes`] reports then), computed without allocating:
+    /// hashbrown's layout, entries then control bytes (one per bucket plus a
+    /// 16-byte group), the control bytes aligned to the larger of the entry's
+    /// alignment and 16.
+    pub fn bytes_for(capacity: usize) -> usize {
+        let (parts, request) = Self::shape_for(capacity);
+        let buckets = buckets_for(request);
+        let ctrl_align = align_of::<T>().max(16);
+        let table = (buckets * size_of::<T>()).next_multiple_of(ctrl_align) + buckets + 16;
+        (parts + 1) * table
+    }
+
+    /// Tables for `capacity` entries, allocated now.
+    pub fn new(capacity: usize, alloc: A) -> Table<T, A> {
+        let (parts, request) = Self::shape_for(capacity);
         let tables: Vec<HashTable<T, A>> = (0..=parts)
-            .map(|_| HashTable::with_capacity_in(request(share(capacity, parts)), alloc.clone()))
+            .map(|_| HashTable::with_capacity_in(request, alloc.clone()))
             .collect();
         let (limit, low) = limits(tables[0].capacity());
         let mask = tables[0].num_buckets() - 1;
@@ -452,6 +472,26 @@ mod tests {
     fn mix(x: u64) -> u64 {
         let z = (x ^ (x >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z ^ (z >> 29)
+    }
+
+    /// The memory estimate the daemon checks against the machine's RAM is
+    /// what the tables really allocate.
+    #[test]
+    fn bytes_for_is_what_new_allocates() {
+        for capacity in [1, 100, 1024, 20_000, 262_144, 1_125_064, 3_000_000] {
+            let table: Table<[u64; 8], Global> = Table::new(capacity, Global);
+            assert_eq!(
+                Table::<[u64; 8], Global>::bytes_for(capacity),
+                table.memory_bytes(),
+                "{capacity}"
+            );
+            let small: Table<u64, Global> = Table::new(capacity, Global);
+            assert_eq!(
+                Table::<u64, Global>::bytes_for(capacity),
+                small.memory_bytes(),
+                "{capacity}"
+            );
+        }
     }
 
     /// The worst removal order for hashbrown (every entry of partition 0 in

@@ -454,3 +454,13 @@ fn churn_at_full_capacity_never_grows_or_rehashes() {
     assert_eq!(table.memory_bytes(), bytes, "the table reallocated");
     assert_eq!(table.moves().1, 0, "an insert found no room");
 }
+
+/// What the daemon checks against the machine's memory before starting is
+/// what a table allocates.
+#[test]
+fn memory_for_is_what_a_table_allocates() {
+    for capacity in [1024, 262_144] {
+        let table = FlowTable::new(capacity, Seed::fixed(1));
+        assert_eq!(FlowTable::memory_for(capacity), table.memory_bytes());
+    }
+}
