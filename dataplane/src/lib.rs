@@ -20,8 +20,8 @@
 //! `rampart_control::model::eval`; the snapshot is tested against it.
 
 // `unsafe` is denied here except in the modules that cannot do without it
-// (`hugepage`, `xdp`, and the AVX-512 lookup in `classify::bitvec`), each block
-// with its safety argument.
+// (`hugepage`, `xdp`, the AVX-512 lookup in `classify::bitvec`, and the
+// prefetch hint in `conntrack::table`), each block with its safety argument.
 #![deny(unsafe_code)]
 
 pub mod classify;

@@ -102,9 +102,7 @@ impl Config {
             seed: Seed::random(),
         }
     }
-}
 
-impl Config {
     /// Bytes of connection and fragment tables a worker of this configuration
     /// allocates at start.
     pub fn table_bytes(&self) -> usize {
@@ -414,8 +412,7 @@ impl Worker {
             IcmpKind::Other => Step::Evaluate,
             IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => {
                 let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), &p.tuple());
-                let hash = self.flows.hash(&key);
-                self.keys[i] = (key, from_lo, hash);
+                self.keys[i] = (key, from_lo, self.flows.hash(&key));
                 Step::Track
             }
         }

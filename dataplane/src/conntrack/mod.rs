@@ -358,7 +358,7 @@ impl FlowTable {
     /// Bytes a table for `capacity` connections allocates, without
     /// allocating it.
     pub fn memory_for(capacity: usize) -> usize {
-        Table::<Flow, HugePages>::bytes_for(capacity.max(1))
+        Table::<Flow, HugePages>::bytes_for(capacity)
     }
 
     pub fn len(&self) -> usize {
@@ -399,11 +399,11 @@ impl FlowTable {
         self.table.find(hash, |f| f.key == *key)
     }
 
-    /// Finishes a lookup begun by [`FlowTable::locate`]: the slot if its
-    /// connection is live; an expired one is removed (`true` in the second field).
+    /// The slot of the live connection with `key`. An expired one is removed
+    /// (counted in the return's second field) and reported absent.
     #[inline]
-    pub fn check_live(&mut self, slot: Option<Slot>, now: u64) -> (Option<Slot>, bool) {
-        let Some(slot) = slot else {
+    pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<Slot>, bool) {
+        let Some(slot) = self.locate(key, hash) else {
             return (None, false);
         };
         match self.table.get(slot) {
@@ -412,18 +412,8 @@ impl FlowTable {
                 self.remove(slot);
                 (None, true)
             }
-            // Emptied since it was located (an earlier packet of the batch
-            // closed, revoked or expired it): absent, and not expired again.
             None => (None, false),
         }
-    }
-
-    /// The slot of the live connection with `key`. An expired one is removed
-    /// (counted in the return's second field) and reported absent.
-    #[inline]
-    pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<Slot>, bool) {
-        let slot = self.locate(key, hash);
-        self.check_live(slot, now)
     }
 
     /// The connection in `slot` if it still holds `key` (slots can be reused
@@ -476,10 +466,6 @@ impl FlowTable {
     pub fn iter(&self) -> impl Iterator<Item = &Flow> {
         self.table.iter()
     }
-
-    pub fn clear(&mut self) {
-        self.table.clear();
-    }
 }
 
 /// The identity of a fragmented datagram.
@@ -511,7 +497,7 @@ pub struct FragTable {
 impl FragTable {
     /// Bytes a table for `capacity` datagrams allocates.
     pub fn memory_for(capacity: usize) -> usize {
-        Table::<FragEntry, Global>::bytes_for(capacity.max(1))
+        Table::<FragEntry, Global>::bytes_for(capacity)
     }
 
     pub fn new(capacity: usize, seed: Seed) -> FragTable {

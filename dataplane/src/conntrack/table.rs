@@ -449,16 +449,6 @@ impl<T, A: Allocator + Clone> Table<T, A> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.tables.iter().flat_map(HashTable::iter)
     }
-
-    pub fn clear(&mut self) {
-        for t in &mut self.tables {
-            t.clear();
-        }
-        if let Some(m) = self.moving.take() {
-            self.spare = Some(m.from);
-        }
-        self.len = 0;
-    }
 }
 
 #[cfg(test)]
