@@ -607,15 +607,16 @@ impl<A: Addr> BitVector<A> {
                     .try_into()
                     .expect("bitmaps are whole vectors")
             });
-            let mask = if AVX512 {
+            #[cfg(target_arch = "x86_64")]
+            if AVX512 {
                 // SAFETY: `AVX512` is true only in `batch_avx512`'s copy, run
                 // only when the CPU has AVX-512.
-                unsafe { avx512::and3_nonzero(vectors) }
-            } else {
-                (0..8).fold(0u8, |m, i| {
-                    m | (u8::from(vectors[0][i] & vectors[1][i] & vectors[2][i] != 0) << i)
-                })
-            };
+                nonzero |= u64::from(unsafe { avx512::and3_nonzero(vectors) }) << v;
+                continue;
+            }
+            let mask = (0..8).fold(0u8, |m, i| {
+                m | (u8::from(vectors[0][i] & vectors[1][i] & vectors[2][i] != 0) << i)
+            });
             nonzero |= u64::from(mask) << v;
         }
         nonzero

@@ -385,26 +385,13 @@ fn the_bit_vector_equals_a_linear_scan_on_the_largest_sets_it_takes() {
         (MAX_RULES, false),
         (MAX_RULES, true),
     ] {
+        // Every engine (the bit vector, its portable copy, the tuple space)
+        // against the linear scan, in v4 and v6.
         let rules = many_rules(n, diverse_ports, v4, &mut s);
         let keys = edge_keys(&rules, v4, &mut s);
-        let bv = BitVector::build(&rules).expect("within MAX_RULES");
-        let linear = Linear::build(&rules);
-        let mut got = vec![None; keys.len()];
-        bv.lookup_batch(&keys, &mut got);
-        for (key, got) in keys.iter().zip(&got) {
-            assert_eq!(*got, linear.lookup(key), "v4, {n} rules, key {key:?}");
-        }
-        bv.portable().lookup_batch(&keys, &mut got);
-        for (key, got) in keys.iter().zip(&got) {
-            assert_eq!(*got, linear.lookup(key), "v4, {n} rules, portable, key {key:?}");
-        }
+        same_as_linear(&rules, &keys).unwrap_or_else(|e| panic!("v4, {n} rules: {e}"));
         let rules = many_rules(n, diverse_ports, v6, &mut s);
         let keys = edge_keys(&rules, v6, &mut s);
-        let bv = BitVector::build(&rules).expect("within MAX_RULES");
-        let linear = Linear::build(&rules);
-        bv.lookup_batch(&keys, &mut got);
-        for (key, got) in keys.iter().zip(&got) {
-            assert_eq!(*got, linear.lookup(key), "v6, {n} rules, key {key:?}");
-        }
+        same_as_linear(&rules, &keys).unwrap_or_else(|e| panic!("v6, {n} rules: {e}"));
     }
 }
