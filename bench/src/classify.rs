@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use rampart_dataplane::classify::{
-    BitVector, Classifier, Engine, Key, Linear, Match, Profile, Rule, TupleSpace,
+    BitVector, Classifier, DecisionTree, Engine, Key, Linear, Match, Profile, Rule, TupleSpace,
 };
 use serde::Serialize;
 
@@ -27,6 +27,7 @@ pub enum Choice {
     Auto,
     BitVector,
     TupleSpace,
+    DecisionTree,
 }
 
 fn build(choice: Choice, rules: &[Rule<u32>]) -> Engine<u32> {
@@ -38,6 +39,10 @@ fn build(choice: Choice, rules: &[Rule<u32>]) -> Engine<u32> {
             |b| Engine::BitVector(Box::new(b)),
         ),
         Choice::TupleSpace => Engine::TupleSpace(TupleSpace::build(rules)),
+        Choice::DecisionTree => DecisionTree::build(rules).map_or_else(
+            || Engine::TupleSpace(TupleSpace::build(rules)),
+            Engine::DecisionTree,
+        ),
     }
 }
 
@@ -54,7 +59,7 @@ pub struct Plan {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub set: String,
-    /// `bitvec` or `tuple`.
+    /// `bitvec`, `tuple` or `dtree`.
     pub engine: &'static str,
     pub rules: usize,
     pub trace: usize,
@@ -65,8 +70,11 @@ pub struct Report {
     /// Tuple space: its hash tables and longest bucket.
     pub tables: Option<usize>,
     pub longest_bucket: Option<usize>,
+    /// Decision tree: its nodes (inner and leaves) and deepest leaf.
+    pub nodes: Option<usize>,
+    pub depth: Option<usize>,
     /// Tuple space: mean tables probed and rules verified per lookup over the
-    /// trace.
+    /// trace; decision tree: mean inner nodes visited and leaf rules checked.
     pub probes_per_lookup: Option<f64>,
     pub candidates_per_lookup: Option<f64>,
     pub mismatches: usize,
@@ -140,14 +148,20 @@ pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Rep
             .count();
     }
     let mut profile = Profile::default();
-    let tuple = match &engine {
+    let (tuple, tree) = match &engine {
         Engine::TupleSpace(t) => {
             for k in keys {
                 t.lookup_profiled(k, &mut profile);
             }
-            Some(t)
+            (Some(t), None)
         }
-        Engine::BitVector(_) => None,
+        Engine::DecisionTree(t) => {
+            for k in keys {
+                t.lookup_profiled(k, &mut profile);
+            }
+            (None, Some(t))
+        }
+        Engine::BitVector(_) => (None, None),
     };
     let per_lookup = |n: u64| n as f64 / profile.lookups.max(1) as f64;
 
@@ -164,12 +178,14 @@ pub fn run(set: &str, rules: &[Rule<u32>], keys: &[Key<u32>], plan: Plan) -> Rep
         memory_bytes: engine.memory_bytes(),
         classes: match &engine {
             Engine::BitVector(b) => Some(b.classes()),
-            Engine::TupleSpace(_) => None,
+            Engine::TupleSpace(_) | Engine::DecisionTree(_) => None,
         },
         tables: tuple.map(TupleSpace::tables),
+        nodes: tree.map(DecisionTree::nodes),
+        depth: tree.map(DecisionTree::depth),
         longest_bucket: tuple.map(TupleSpace::longest_bucket),
-        probes_per_lookup: tuple.map(|_| per_lookup(profile.probes)),
-        candidates_per_lookup: tuple.map(|_| per_lookup(profile.candidates)),
+        probes_per_lookup: (profile.lookups > 0).then(|| per_lookup(profile.probes)),
+        candidates_per_lookup: (profile.lookups > 0).then(|| per_lookup(profile.candidates)),
         mismatches,
         lookups_per_sec: lookups,
         linear_lookups_per_sec: linear_rate,

@@ -77,20 +77,36 @@ fn classify_json_reports_every_named_field_for_a_set() {
         "probes are the tuple space's: {r}"
     );
 
-    // Forced to the other engine: its own diagnostics instead.
-    args.extend(["--engine", "tuple-space"]);
-    let (code, stdout, stderr) = bench(&args);
-    assert_eq!(code, 0, "{stderr}");
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("valid JSON");
-    assert_eq!(r["engine"], "tuple");
-    assert_eq!(r["mismatches"], 0);
-    for field in ["tables", "probes_per_lookup", "candidates_per_lookup"] {
-        let v = r[field]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{field} missing in {r}"));
-        assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
+    // Forced to the other engines: their own diagnostics instead.
+    for (choice, name, fields, absent) in [
+        (
+            "tuple-space",
+            "tuple",
+            ["tables", "probes_per_lookup", "candidates_per_lookup"],
+            "nodes",
+        ),
+        (
+            "decision-tree",
+            "dtree",
+            ["nodes", "depth", "probes_per_lookup"],
+            "tables",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--engine", choice]);
+        let (code, stdout, stderr) = bench(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("valid JSON");
+        assert_eq!(r["engine"], name);
+        assert_eq!(r["mismatches"], 0);
+        for field in fields.into_iter().chain(["candidates_per_lookup"]) {
+            let v = r[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} missing in {r}"));
+            assert!(v > 0.0 && v.is_finite(), "{field} = {v}");
+        }
+        assert!(r["classes"].is_null() && r[absent].is_null(), "{r}");
     }
-    assert!(r["classes"].is_null(), "{r}");
 }
 
 #[test]

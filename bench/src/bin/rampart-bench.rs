@@ -405,13 +405,14 @@ fn run_classify(
     };
     if !json {
         println!(
-            "{:<10} {:>6} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>8}",
+            "{:<10} {:>6} {:>7} {:>9} {:>10} {:>7} {:>7} {:>7} {:>7} {:>9} {:>11} {:>11} {:>8}",
             "set",
             "engine",
             "rules",
             "build ms",
             "memory",
             "tables",
+            "nodes",
             "probes",
             "verify",
             "mismatch",
@@ -444,13 +445,14 @@ fn print_row(r: &Report) {
     let mib = r.memory_bytes as f64 / (1024.0 * 1024.0);
     let or_dash = |x: Option<String>| x.unwrap_or_else(|| "-".into());
     println!(
-        "{:<10} {:>6} {:>7} {:>9.2} {:>6.2} MiB {:>7} {:>7} {:>7} {:>9} {:>10.2}M {:>10.3}M {:>7.0}x",
+        "{:<10} {:>6} {:>7} {:>9.2} {:>6.2} MiB {:>7} {:>7} {:>7} {:>7} {:>9} {:>10.2}M {:>10.3}M {:>7.0}x",
         r.set,
         r.engine,
         r.rules,
         r.build_ms,
         mib,
         or_dash(r.tables.map(|t| t.to_string())),
+        or_dash(r.nodes.map(|t| t.to_string())),
         or_dash(r.probes_per_lookup.map(|p| format!("{p:.1}"))),
         or_dash(r.candidates_per_lookup.map(|c| format!("{c:.1}"))),
         r.mismatches,

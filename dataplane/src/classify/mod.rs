@@ -21,16 +21,19 @@
 //!   engine is tested against, and the benchmark's baseline.
 //! - [`BitVector`]: per-field equivalence classes and rule bitmaps, for small
 //!   rule sets; see its module.
-//! - [`TupleSpace`]: hash tables by prefix-length tuple, for large ones.
-//! - [`Engine`]: what a policy is compiled to, one of the two chosen by size.
+//! - [`DecisionTree`]: multi-way cuts with one vector compare per node, for
+//!   large ones whose rules it can separate without replicating them much.
+//! - [`TupleSpace`]: hash tables by prefix-length tuple, for the rest.
+//! - [`Engine`]: what a policy is compiled to, one of the three.
 //!
-//! Both are generic over the address type ([`Addr`]: `u32` for IPv4, `u128` for
+//! All are generic over the address type ([`Addr`]: `u32` for IPv4, `u128` for
 //! IPv6), chosen once when a policy is compiled, never per packet.
 //!
 //! Never here: allocation, locks or system calls during a lookup.
 
 mod bitvec;
 pub mod classbench;
+mod dtree;
 mod linear;
 mod tuple;
 
@@ -39,6 +42,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 pub use bitvec::{BitVector, MAX_RULES};
+pub use dtree::DecisionTree;
 pub use linear::Linear;
 pub use tuple::{Profile, TupleSpace};
 
@@ -55,6 +59,10 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Default + Send + Sync + 'static
     fn next(self) -> Self;
     /// 64 well-mixed bits of the address, for hashing.
     fn fold(self) -> u64;
+    /// Number of 32-bit chunks (`BITS / 32`).
+    const CHUNKS: usize;
+    /// Chunk `i` (< `CHUNKS`), most significant first.
+    fn chunk(self, i: usize) -> u32;
 }
 
 impl Addr for u32 {
@@ -77,6 +85,10 @@ impl Addr for u32 {
     }
     fn fold(self) -> u64 {
         u64::from(self)
+    }
+    const CHUNKS: usize = 1;
+    fn chunk(self, _: usize) -> u32 {
+        self
     }
 }
 
@@ -101,6 +113,11 @@ impl Addr for u128 {
     fn fold(self) -> u64 {
         // Truncations intended: the two halves are mixed together.
         (self as u64) ^ ((self >> 64) as u64).rotate_left(29)
+    }
+    const CHUNKS: usize = 4;
+    fn chunk(self, i: usize) -> u32 {
+        // Truncation intended: one 32-bit chunk.
+        (self >> (96 - 32 * i)) as u32
     }
 }
 
@@ -303,27 +320,32 @@ pub struct Match {
 /// Tuple-space tables up to which [`Engine::build`] keeps the tuple space.
 pub const FEW_TABLES: usize = 4;
 
-/// The engine a policy is compiled to: [`BitVector`] for small rule sets (up to
-/// [`MAX_RULES`]) whose prefixes spread over many tuples, [`TupleSpace`]
-/// otherwise, each where it measured faster.
+/// The engine a policy is compiled to, each where it measured fastest:
+/// [`TupleSpace`] when its rules fall in few tuples, else [`BitVector`] for
+/// small sets (up to [`MAX_RULES`]), else [`DecisionTree`] when it builds
+/// within its node budget, else the tuple space.
 #[derive(Debug)]
 pub enum Engine<A> {
     /// Boxed: it is several times the size of the tuple space's handle.
     BitVector(Box<BitVector<A>>),
     TupleSpace(TupleSpace<A>),
+    DecisionTree(DecisionTree<A>),
 }
 
 impl<A: Addr> Engine<A> {
     /// The tuple space when it has at most [`FEW_TABLES`] tables (few probes
     /// per lookup, and it builds several times faster, which keeps rule
-    /// changes quick) or the bit vector does not take the set; else the bit
-    /// vector.
+    /// changes quick); else the bit vector, the decision tree, the tuple
+    /// space, the first that takes the set.
     pub fn build(rules: &[Rule<A>]) -> Self {
         let tuple = TupleSpace::build(rules);
         if tuple.tables() <= FEW_TABLES {
             return Engine::TupleSpace(tuple);
         }
-        BitVector::build(rules).map_or(Engine::TupleSpace(tuple), |b| Engine::BitVector(Box::new(b)))
+        if let Some(b) = BitVector::build(rules) {
+            return Engine::BitVector(Box::new(b));
+        }
+        DecisionTree::build(rules).map_or(Engine::TupleSpace(tuple), Engine::DecisionTree)
     }
 
     /// The engine's name, as the benchmark prints it.
@@ -331,6 +353,7 @@ impl<A: Addr> Engine<A> {
         match self {
             Engine::BitVector(_) => "bitvec",
             Engine::TupleSpace(_) => "tuple",
+            Engine::DecisionTree(_) => "dtree",
         }
     }
 }
@@ -341,6 +364,7 @@ impl<A: Addr> Classifier<A> for Engine<A> {
         match self {
             Engine::BitVector(e) => e.lookup(key),
             Engine::TupleSpace(e) => e.lookup(key),
+            Engine::DecisionTree(e) => e.lookup(key),
         }
     }
 
@@ -348,6 +372,7 @@ impl<A: Addr> Classifier<A> for Engine<A> {
         match self {
             Engine::BitVector(e) => e.lookup_batch(keys, out),
             Engine::TupleSpace(e) => e.lookup_batch(keys, out),
+            Engine::DecisionTree(e) => e.lookup_batch(keys, out),
         }
     }
 
@@ -355,6 +380,7 @@ impl<A: Addr> Classifier<A> for Engine<A> {
         match self {
             Engine::BitVector(e) => e.memory_bytes(),
             Engine::TupleSpace(e) => e.memory_bytes(),
+            Engine::DecisionTree(e) => e.memory_bytes(),
         }
     }
 }

@@ -60,6 +60,10 @@ fn tuple_space(rules: &[Rule<u32>]) -> Box<dyn Classifier<u32>> {
     Box::new(TupleSpace::build(rules))
 }
 
+fn decision_tree(rules: &[Rule<u32>]) -> Box<dyn Classifier<u32>> {
+    Box::new(DecisionTree::build(rules).expect("within the node budget"))
+}
+
 fn auto(rules: &[Rule<u32>]) -> Box<dyn Classifier<u32>> {
     Box::new(Engine::build(rules))
 }
@@ -71,20 +75,34 @@ fn classbench_acl1_1k_matches_a_linear_scan_on_every_header() {
 }
 
 #[test]
+fn classbench_acl1_1k_decision_tree_matches_a_linear_scan_on_every_header() {
+    assert_eq!(mismatches("acl1_1k", decision_tree), 0);
+    // Leaves of one rule where cuts allow: the deepest tree.
+    let deepest = |rules: &[Rule<u32>]| -> Box<dyn Classifier<u32>> {
+        Box::new(DecisionTree::build_with(rules, 1, dtree::NODES_PER_RULE).expect("within the node budget"))
+    };
+    assert_eq!(mismatches("acl1_1k", deepest), 0);
+}
+
+#[test]
 fn classbench_fw1_1k_matches_a_linear_scan_on_every_header() {
     assert_eq!(mismatches("fw1_1k", bit_vector), 0);
     assert_eq!(mismatches("fw1_1k", tuple_space), 0);
 }
 
 #[test]
-fn small_sets_get_the_bit_vector_and_large_ones_the_tuple_space() {
+fn each_set_gets_the_engine_that_measured_fastest_for_its_kind() {
     let (small, _) = load("fw1_1k");
     assert_eq!(Engine::build(&small).name(), "bitvec");
     // One rule, one tuple: the tuple space probes once and builds faster.
     assert_eq!(Engine::build(&small[..1]).name(), "tuple");
-    let (large, _) = load("fw1_10k");
-    assert_eq!(Engine::build(&large).name(), "tuple");
-    assert!(BitVector::build(&large).is_none(), "over MAX_RULES");
+    let (acl, _) = load("acl1_10k");
+    assert!(BitVector::build(&acl).is_none(), "over MAX_RULES");
+    assert_eq!(Engine::build(&acl).name(), "dtree");
+    // fw1's wildcards replicate past the tree's node budget.
+    let (fw, _) = load("fw1_10k");
+    assert!(DecisionTree::build(&fw).is_none());
+    assert_eq!(Engine::build(&fw).name(), "tuple");
 }
 
 #[test]
@@ -92,6 +110,10 @@ fn small_sets_get_the_bit_vector_and_large_ones_the_tuple_space() {
 fn classbench_large_sets_match_a_linear_scan_on_every_header() {
     for set in ["acl1_10k", "fw1_10k", "acl1_100k"] {
         assert_eq!(mismatches(set, auto), 0, "{set}");
+        assert_eq!(mismatches(set, tuple_space), 0, "{set}");
+    }
+    for set in ["acl1_10k", "acl1_100k"] {
+        assert_eq!(mismatches(set, decision_tree), 0, "{set}");
     }
 }
 
@@ -209,10 +231,17 @@ fn keys<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Key<A>>> {
 
 fn same_as_linear<A: Addr>(rules: &[Rule<A>], keys: &[Key<A>]) -> Result<(), TestCaseError> {
     let linear = Linear::build(rules);
-    let engines: [Box<dyn Classifier<A>>; 3] = [
+    // Without a node budget (random rules replicate more than real sets,
+    // past the one `DecisionTree::build` sets); with leaves of one rule where
+    // cuts allow too: the deepest trees.
+    let tree = |binth| DecisionTree::build_with(rules, binth, usize::MAX).expect("no budget");
+    let engines: [Box<dyn Classifier<A>>; 6] = [
         Box::new(TupleSpace::build(rules)),
         Box::new(BitVector::build(rules).expect("a small set")),
         Box::new(BitVector::build(rules).expect("a small set").portable()),
+        Box::new(tree(dtree::BINTH)),
+        Box::new(tree(1)),
+        Box::new(tree(1).portable()),
     ];
     for engine in engines {
         let mut batch = vec![None; keys.len()];
