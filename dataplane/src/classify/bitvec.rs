@@ -544,13 +544,7 @@ impl<A: Addr> BitVector<A> {
         }
         let matches = order
             .iter()
-            .map(|r| {
-                Some(Match {
-                    id: r.id,
-                    priority: r.priority,
-                    action: r.action,
-                })
-            })
+            .map(|r| Some(Match::from(*r)))
             .chain([None])
             .collect();
         Some(BitVector {

@@ -21,11 +21,7 @@ impl<A: Addr> Linear<A> {
 
 impl<A: Addr> Classifier<A> for Linear<A> {
     fn lookup(&self, key: &Key<A>) -> Option<Match> {
-        self.rules.iter().find(|r| r.matches(key)).map(|r| Match {
-            id: r.id,
-            priority: r.priority,
-            action: r.action,
-        })
+        self.rules.iter().find(|r| r.matches(key)).map(Match::from)
     }
 
     fn memory_bytes(&self) -> usize {
