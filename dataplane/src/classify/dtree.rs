@@ -46,10 +46,6 @@ const MAX_DEPTH: usize = 24;
 /// Most nodes the tree may have per rule (plus [`BASE_NODES`]) before the
 /// build gives up: 64 bytes each.
 pub const NODES_PER_RULE: usize = 8;
-
-/// Nodes per rule [`super::Engine`] allows a tree for a set the bit vector
-/// also takes.
-pub const SMALL_NODES_PER_RULE: usize = 4;
 const BASE_NODES: usize = 4096;
 
 /// The top four bits of a node's last lane: its dimension, or this for a leaf.

@@ -93,15 +93,13 @@ fn classbench_fw1_1k_matches_a_linear_scan_on_every_header() {
 #[test]
 fn each_set_gets_the_engine_that_measured_fastest_for_its_kind() {
     let (small, _) = load("fw1_1k");
-    // fw1's wildcards replicate rules past the small sets' node budget.
     assert_eq!(Engine::build(&small).name(), "bitvec");
-    let (acl_small, _) = load("acl1_1k");
-    assert_eq!(Engine::build(&acl_small).name(), "dtree");
     // One rule, one tuple: the tuple space probes once and builds faster.
     assert_eq!(Engine::build(&small[..1]).name(), "tuple");
     let (acl, _) = load("acl1_10k");
     assert!(BitVector::build(&acl).is_none(), "over MAX_RULES");
     assert_eq!(Engine::build(&acl).name(), "dtree");
+    // fw1's wildcards replicate rules past the tree's node budget.
     let (fw, _) = load("fw1_10k");
     assert!(DecisionTree::build(&fw).is_none());
     assert_eq!(Engine::build(&fw).name(), "tuple");
