@@ -412,10 +412,11 @@ pub struct BitVector<A> {
     simd: Simd,
 }
 
-/// Which compiled copy of the lookup to run: the same code, compiled for
-/// more or less vector width (see [`BitVector::batch`]).
+/// Which compiled copy of a lookup to run: the same code, compiled for
+/// more or less vector width (see [`BitVector::batch`]; the decision tree
+/// has an AVX-512 copy and the baseline).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Simd {
+pub(super) enum Simd {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -424,7 +425,7 @@ enum Simd {
 }
 
 impl Simd {
-    fn detect() -> Self {
+    pub(super) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f")

@@ -24,7 +24,8 @@
 
 use std::sync::Arc;
 
-use super::{Action, Addr, AddrMatch, AddrSet, Classifier, Key, Match, Profile, Rule};
+use super::bitvec::Simd;
+use super::{Action, Addr, AddrMatch, AddrSet, Classifier, Key, Match, Profile, Rule, SetTable};
 
 /// Cut points per inner node; the node's 16th lane holds its dimension and
 /// where its children start.
@@ -37,7 +38,7 @@ pub const BINTH: usize = 4;
 /// ... unless the tree then has more nodes than this (4 MiB): leaves twice as
 /// large make a tree several times smaller, which is faster once the small
 /// leaves' tree no longer stays in the caches (acl1_100k: 368k nodes with
-/// leaves of 4, 18 Mlookups/s or less; 73k with 8, 17-30 Mlookups/s).
+/// leaves of 4, 9-14 Mlookups/s; 88k with 8, 17-30 Mlookups/s).
 pub const CACHED_NODES: usize = 1 << 16;
 
 /// Deepest a leaf may be.
@@ -92,7 +93,7 @@ pub struct DecisionTree<A> {
     sets: Vec<Arc<AddrSet<A>>>,
     /// Levels of the deepest leaf.
     depth: usize,
-    simd: bool,
+    simd: Simd,
 }
 
 /// The dimensions of a key with `D` dimensions for address type `A`.
@@ -405,15 +406,7 @@ impl<A: Addr> DecisionTree<A> {
     fn build_dims<const D: usize>(rules: &[Rule<A>], binth: usize, budget: usize) -> Option<Self> {
         let mut order: Vec<&Rule<A>> = rules.iter().collect();
         order.sort_by_key(|r| r.rank());
-        let mut sets: Vec<Arc<AddrSet<A>>> = Vec::new();
-        let mut set_index = |m: &AddrMatch<A>| -> u32 {
-            let AddrMatch::Set(s) = m else { return 0 };
-            let i = sets.iter().position(|x| Arc::ptr_eq(x, s)).unwrap_or_else(|| {
-                sets.push(Arc::clone(s));
-                sets.len() - 1
-            });
-            u32::try_from(i).expect("fewer than 2^32 sets")
-        };
+        let mut sets = SetTable::new();
         let c = A::CHUNKS;
         let stride = (2 * D + ROW_EXTRA).div_ceil(16) * 16;
         let mut rows = vec![0u32; order.len() * stride + 16];
@@ -457,19 +450,18 @@ impl<A: Addr> DecisionTree<A> {
                 r.id,
                 r.priority,
                 flags,
-                set_index(&r.src),
-                set_index(&r.dst),
+                sets.index(&r.src).unwrap_or(0),
+                sets.index(&r.dst).unwrap_or(0),
             ]);
             b.lo.push(lo);
             b.hi.push(hi);
             b.exact.push(src.is_some() && dst.is_some());
         }
         // The whole key space: addresses and ports as wide as their types.
-        let mut lo = [0u32; D];
+        let lo = [0u32; D];
         let mut hi = [u32::MAX; D];
-        (lo[D - 3], hi[D - 3]) = (0, 255);
+        hi[D - 3] = 255;
         (hi[D - 2], hi[D - 1]) = (65535, 65535);
-        lo[D - 3] = 0;
         // Rules that can never match (an empty range) are left out.
         let all: Vec<u32> = (0..order.len())
             .filter(|&r| (0..D).all(|d| b.lo[r][d] <= b.hi[r][d] && b.lo[r][d] <= hi[d]))
@@ -486,9 +478,9 @@ impl<A: Addr> DecisionTree<A> {
             row0,
             stride,
             lists,
-            sets,
+            sets: sets.into_sets(),
             depth: b.depth,
-            simd: detect(),
+            simd: Simd::detect(),
         })
     }
 
@@ -496,7 +488,7 @@ impl<A: Addr> DecisionTree<A> {
     /// tests, which otherwise run only the copy for the CPU they are on.
     #[cfg(test)]
     pub(super) fn portable(mut self) -> Self {
-        self.simd = false;
+        self.simd = Simd::Baseline;
         self
     }
 
@@ -513,31 +505,25 @@ impl<A: Addr> DecisionTree<A> {
     /// [`Classifier::lookup`], adding its cost to `profile`: inner nodes
     /// visited as probes, leaf rules checked as candidates.
     pub fn lookup_profiled(&self, key: &Key<A>, profile: &mut Profile) -> Option<Match> {
-        let found = self.lookup(key);
+        match Self::DIMS {
+            5 => self.profiled::<5>(key, profile),
+            11 => self.profiled::<11>(key, profile),
+            _ => unreachable!("addresses are 32 or 128 bits"),
+        }
+    }
+
+    fn profiled<const D: usize>(&self, key: &Key<A>, profile: &mut Profile) -> Option<Match> {
         profile.lookups += 1;
-        let k: Vec<u32> = (0..A::CHUNKS)
-            .map(|i| key.src.chunk(i))
-            .chain((0..A::CHUNKS).map(|i| key.dst.chunk(i)))
-            .chain([
-                u32::from(key.proto),
-                u32::from(key.src_port),
-                u32::from(key.dst_port),
-            ])
-            .collect();
+        let k = dims::<A, D>(key);
         let mut node = &self.nodes[0];
         while !Self::is_leaf(node) {
             profile.probes += 1;
             node = &self.nodes[self.child::<false>(node, k[(node.0[15] >> 28) as usize])];
         }
-        let rules = self.leaf_rules(node);
-        let len = rules.len();
-        let decided = found.map(|m| {
-            rules
-                .iter()
-                .position(|&r| self.rows[self.row0 + r as usize * self.stride + 2 * Self::DIMS] == m.id)
-        });
-        profile.candidates += decided.flatten().map_or(len, |p| p + 1) as u64;
-        found
+        self.scan::<D>(node, key, |r| {
+            profile.candidates += 1;
+            inside::<D>(self.row(r), &k)
+        })
     }
 
     /// The child of inner `node` that `v` falls in.
@@ -586,7 +572,12 @@ impl<A: Addr> DecisionTree<A> {
     /// rule `r`'s box when `inside(r)`: the first, in rank order, whose box
     /// and address sets hold the key.
     #[inline(always)]
-    fn scan<const D: usize>(&self, leaf: &Line, key: &Key<A>, inside: impl Fn(u32) -> bool) -> Option<Match> {
+    fn scan<const D: usize>(
+        &self,
+        leaf: &Line,
+        key: &Key<A>,
+        mut inside: impl FnMut(u32) -> bool,
+    ) -> Option<Match> {
         self.leaf_rules(leaf)
             .iter()
             .filter(|&&r| inside(r))
@@ -667,18 +658,10 @@ impl<A: Addr> DecisionTree<A> {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,popcnt")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,popcnt,bmi1")]
     fn batch_avx512(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
         self.batch_dims::<true>(keys, out);
     }
-}
-
-/// Whether the CPU has what the AVX-512 copy of the lookup is compiled for.
-fn detect() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("popcnt");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 impl<A: Addr> Classifier<A> for DecisionTree<A> {
@@ -690,16 +673,16 @@ impl<A: Addr> Classifier<A> for DecisionTree<A> {
 
     #[allow(
         unsafe_code,
-        reason = "calling the copy compiled for AVX-512, which `detect` found at build"
+        reason = "calling the copy compiled for AVX-512, which `Simd::detect` found at build"
     )]
     fn lookup_batch(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.simd {
-            // SAFETY: `simd` is true only if the CPU has every feature
-            // `batch_avx512` is compiled for (checked in `detect`).
-            return unsafe { self.batch_avx512(keys, out) };
+        match self.simd {
+            // SAFETY: `simd` is Avx512 only if the CPU has every feature
+            // `batch_avx512` is compiled for (checked in `Simd::detect`).
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.batch_avx512(keys, out) },
+            _ => self.batch_dims::<false>(keys, out),
         }
-        self.batch_dims::<false>(keys, out);
     }
 
     fn memory_bytes(&self) -> usize {

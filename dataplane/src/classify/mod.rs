@@ -212,6 +212,37 @@ fn merge<A: Addr>(mut ranges: Vec<(A, A)>) -> Vec<(A, A)> {
     out
 }
 
+/// The distinct address sets a rule set names, each kept once (by identity:
+/// the same `Arc`), so that an engine's rules refer to a set by its index.
+pub(crate) struct SetTable<A> {
+    sets: Vec<Arc<AddrSet<A>>>,
+    /// Index in `sets` by the set's address.
+    index: std::collections::HashMap<usize, u32>,
+}
+
+impl<A: Addr> SetTable<A> {
+    pub(crate) fn new() -> Self {
+        SetTable {
+            sets: Vec::new(),
+            index: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The index of `m`'s set, added if new; `None` for a prefix.
+    pub(crate) fn index(&mut self, m: &AddrMatch<A>) -> Option<u32> {
+        let AddrMatch::Set(s) = m else { return None };
+        let sets = &mut self.sets;
+        Some(*self.index.entry(Arc::as_ptr(s) as usize).or_insert_with(|| {
+            sets.push(Arc::clone(s));
+            u32::try_from(sets.len() - 1).expect("fewer than 2^32 sets")
+        }))
+    }
+
+    pub(crate) fn into_sets(self) -> Vec<Arc<AddrSet<A>>> {
+        self.sets
+    }
+}
+
 /// What an address field of a rule matches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AddrMatch<A> {

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Action, Addr, AddrMatch, AddrSet, Classifier, Key, Match, Rule};
+use super::{Action, Addr, AddrSet, Classifier, Key, Match, Rule, SetTable};
 
 /// No address set on this side of an entry.
 const NO_SET: u32 = u32::MAX;
@@ -118,22 +118,7 @@ impl<A: Addr> TupleSpace<A> {
         let mut order: Vec<&Rule<A>> = rules.iter().collect();
         order.sort_by_key(|r| r.rank());
 
-        let mut sets: Vec<Arc<AddrSet<A>>> = Vec::new();
-        let mut set_index = |m: &AddrMatch<A>| -> u32 {
-            match m {
-                AddrMatch::Prefix(_) => NO_SET,
-                AddrMatch::Set(s) => {
-                    let i = match sets.iter().position(|x| Arc::ptr_eq(x, s)) {
-                        Some(i) => i,
-                        None => {
-                            sets.push(Arc::clone(s));
-                            sets.len() - 1
-                        }
-                    };
-                    u32::try_from(i).expect("fewer than 2^32 sets")
-                }
-            }
-        };
+        let mut sets = SetTable::new();
 
         let mut tuples: Vec<TupleBuild<A>> = Vec::new();
         for r in order {
@@ -150,8 +135,8 @@ impl<A: Addr> TupleSpace<A> {
                 dst_ports: r.dst_ports,
                 proto: r.proto.unwrap_or(0),
                 proto_any: r.proto.is_none(),
-                src_set: set_index(&r.src),
-                dst_set: set_index(&r.dst),
+                src_set: sets.index(&r.src).unwrap_or(NO_SET),
+                dst_set: sets.index(&r.dst).unwrap_or(NO_SET),
                 id: r.id,
                 priority: r.priority,
                 action: r.action,
@@ -219,7 +204,7 @@ impl<A: Addr> TupleSpace<A> {
         TupleSpace {
             tables,
             entries,
-            sets,
+            sets: sets.into_sets(),
         }
     }
 
