@@ -56,16 +56,13 @@ fn classify_json_reports_every_named_field_for_a_set() {
     assert_eq!(r["rules"], 905);
     assert_eq!(r["trace"], 90519);
     assert_eq!(r["mismatches"], 0);
-    assert_eq!(
-        r["engine"], "bitvec",
-        "the engine the dataplane picks for acl1_1k"
-    );
+    assert_eq!(r["engine"], "dtree", "the engine the dataplane picks for acl1_1k");
     for field in [
         "build_ms",
         "memory_bytes",
         "lookups_per_sec",
         "linear_lookups_per_sec",
-        "classes",
+        "nodes",
     ] {
         let v = r[field]
             .as_f64()
@@ -75,6 +72,7 @@ fn classify_json_reports_every_named_field_for_a_set() {
 
     // Forced to the other engines: their own diagnostics instead.
     for (choice, name, fields, absent) in [
+        ("bit-vector", "bitvec", &["classes"][..], "probes_per_lookup"),
         (
             "tuple-space",
             "tuple",

@@ -13,49 +13,60 @@
 //!
 //! A lookup walks one node per level, comparing the key's value in the node's
 //! dimension with all of the node's cut points at once (one AVX-512 compare
-//! where the CPU has it; a node is one cache line), then checks the leaf's
-//! rules in order: the first that matches is the deciding rule. Address-set
-//! fields are not cut on; their membership is checked in the leaf.
+//! where the CPU has it), then reads the child's reference from the node's
+//! second cache line, next to the first; it ends at a leaf, a slice of rule
+//! numbers, and checks them in order: the first that matches is the deciding
+//! rule. Leaves take no node: most of a tree's nodes are leaves, and equal
+//! leaves share one slice. Address-set fields are not cut on; their
+//! membership is checked in the leaf.
 //!
 //! The tree replicates rules that span cuts, so its memory and build time
 //! depend on the rule set; the build stops at a node budget proportional to
 //! the rules and returns `None`, and [`super::Engine`] keeps the tuple space.
 //! Nothing is allocated or locked during a lookup.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::bitvec::Simd;
 use super::{Action, Addr, AddrMatch, AddrSet, Classifier, Key, Match, Profile, Rule, SetTable};
 
-/// Cut points per inner node; the node's 16th lane holds its dimension and
-/// where its children start.
+/// Cut points per inner node; the 16th lane of its first line holds its
+/// dimension.
 pub const CUTS: usize = 15;
 
 /// Most rules a leaf holds before the builder tries to cut it: few, so that a
 /// lookup checks few rules (acl1_10k: 1.3 per lookup, against 1.9 with 8)...
 pub const BINTH: usize = 4;
 
-/// ... unless the tree then has more nodes than this (4 MiB): leaves twice as
-/// large make a tree several times smaller, which is faster once the small
-/// leaves' tree no longer stays in the caches (acl1_100k: 368k nodes with
-/// leaves of 4, 9-14 Mlookups/s; 88k with 8, 17-30 Mlookups/s).
+/// ... unless the tree then has more nodes than this: leaves twice as large
+/// make a tree several times smaller, which is faster once the small leaves'
+/// tree no longer stays in the caches (acl1_100k: 368k nodes with leaves of
+/// 4, 14.6 MiB, 20-23 Mlookups/s; 88k with 8, 8.5 MiB, 32-34 Mlookups/s).
 pub const CACHED_NODES: usize = 1 << 16;
 
 /// Deepest a leaf may be.
 const MAX_DEPTH: usize = 24;
 
-/// Most nodes the tree may have per rule (plus [`BASE_NODES`]) before the
-/// build gives up: 64 bytes each.
+/// Most nodes (inner and leaves) the tree may have per rule (plus
+/// [`BASE_NODES`]) before the build gives up.
 pub const NODES_PER_RULE: usize = 8;
+
+/// Nodes per rule [`super::Engine`] allows a tree for a set the bit vector
+/// also takes: where rules replicate more (fw1_1k's wildcards), the build
+/// stops early and the bit vector is faster.
+pub const SMALL_NODES_PER_RULE: usize = 4;
 const BASE_NODES: usize = 4096;
 
-/// The top four bits of a node's last lane: its dimension, or this for a leaf.
-const LEAF: u32 = 0xF;
-const LOW: u32 = (1 << 28) - 1;
-
-/// Most dimensions of a key: IPv6's four chunks per address, protocol, ports.
-const MAX_DIMS: usize = 11;
-const _: () = assert!(MAX_DIMS < LEAF as usize);
+/// A child reference is an inner node's index, or, with this bit, a leaf:
+/// its rule count in the next [`LEN_BITS`] bits and where its rule numbers
+/// start in `DecisionTree::lists` in the low [`OFFSET_BITS`].
+const LEAF: u32 = 1 << 31;
+const LEN_BITS: u32 = 7;
+const OFFSET_BITS: u32 = 31 - LEN_BITS;
+/// The count of a leaf with at least this many rules: the count is then the
+/// list's first entry, before the rule numbers.
+const LONG: u32 = (1 << LEN_BITS) - 1;
 
 /// Lanes of a rule row after its bounds: id, priority, flags, source set,
 /// destination set.
@@ -67,28 +78,34 @@ const FLAG_DST_SET: u32 = 4;
 /// Keys walked down the tree together in a batch lookup.
 const LANES: usize = 8;
 
-/// One cache line of 16 lanes: a node.
+/// An inner node: two cache lines, which CPUs fetch as a pair.
 ///
-/// Inner node: lanes 0..15 are the cut points, ascending (child `i` takes the
+/// `cuts`: lanes 0..15 are the cut points, ascending (child `i` takes the
 /// values above cut `i - 1` up to cut `i`; unused lanes hold `u32::MAX`), and
-/// lane 15 is `dimension << 28 | first child`. Leaf: lane 15 is
-/// `LEAF << 28 | rule count`; up to [`CUTS`] rule numbers sit in lanes 0..,
-/// longer lists in `DecisionTree::lists` from lane 0.
+/// lane 15 is the dimension. `children`: child `i`'s reference (see [`LEAF`]).
 #[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
-struct Line([u32; 16]);
+#[repr(C, align(128))]
+struct Node {
+    cuts: [u32; 16],
+    children: [u32; 16],
+}
 
 /// See the module documentation.
 #[derive(Debug)]
 pub struct DecisionTree<A> {
-    nodes: Vec<Line>,
+    /// Inner nodes; the first is the root unless `root` is a leaf.
+    nodes: Vec<Node>,
+    root: u32,
+    /// Inner nodes and leaves, as the tree has them (equal leaves are stored
+    /// once).
+    count: usize,
     /// Rule rows, `stride` lanes each from `row0`: the low bounds of every
     /// dimension, the high bounds, then [`ROW_EXTRA`] lanes. `row0` aligns the
     /// rows to cache lines.
     rows: Vec<u32>,
     row0: usize,
     stride: usize,
-    /// Rule numbers of leaves with more than [`CUTS`] rules.
+    /// Leaves' rule numbers, in rank order.
     lists: Vec<u32>,
     sets: Vec<Arc<AddrSet<A>>>,
     /// Levels of the deepest leaf.
@@ -129,7 +146,7 @@ fn count_lt(node: &[u32; 16], v: u32) -> usize {
 mod avx512 {
     use std::arch::x86_64::{
         __m512i, _mm512_load_si512, _mm512_loadu_si512, _mm512_mask_cmple_epu32_mask,
-        _mm512_mask_cmplt_epu32_mask, _mm512_mask_set1_epi32, _mm512_set1_epi32, _mm512_setzero_si512,
+        _mm512_mask_cmplt_epu32_mask, _mm512_maskz_loadu_epi32, _mm512_permutexvar_epi32, _mm512_set1_epi32,
     };
 
     /// [`super::count_lt`] with one vector compare.
@@ -138,30 +155,49 @@ mod avx512 {
     /// The CPU must have AVX-512 F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn count_lt(node: &super::Line, v: u32) -> usize {
-        // SAFETY: a `Line` is 64 readable bytes aligned to 64.
-        let cuts = unsafe { _mm512_load_si512(node.0.as_ptr().cast::<__m512i>()) };
+    pub unsafe fn count_lt(node: &super::Node, v: u32) -> usize {
+        // SAFETY: `cuts` is 64 readable bytes at the start of a `Node`,
+        // aligned to 128.
+        let cuts = unsafe { _mm512_load_si512(node.cuts.as_ptr().cast::<__m512i>()) };
         let v = _mm512_set1_epi32(v.cast_signed());
         _mm512_mask_cmplt_epu32_mask(0x7FFF, cuts, v).count_ones() as usize
     }
 
     /// Key `k` laid out like a rule row's bounds (each dimension at its low
-    /// bound's lane and at its high bound's), in two vectors of 16 lanes.
+    /// bound's lane and at its high bound's), in two vectors of 16 lanes:
+    /// one load and a permute per vector.
     ///
     /// # Safety
     /// The CPU must have AVX-512 F.
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn key_vectors<const D: usize>(k: &[u32; D]) -> [__m512i; 2] {
-        let mut v = [_mm512_setzero_si512(); 2];
-        for (d, &x) in k.iter().enumerate() {
-            for lane in [d, D + d] {
-                // At most 16 bits.
-                let bit = (1u32 << (lane % 16)) as u16;
-                v[lane / 16] = _mm512_mask_set1_epi32(v[lane / 16], bit, x.cast_signed());
+        const fn lanes<const D: usize>(c: usize) -> [u32; 16] {
+            let mut idx = [0u32; 16];
+            let mut j = 0;
+            while j < 16 {
+                // Less than D, at most 11.
+                idx[j] = ((16 * c + j) % D) as u32;
+                j += 1;
             }
+            idx
         }
-        v
+        let idx: [[u32; 16]; 2] = [lanes::<D>(0), lanes::<D>(1)];
+        // At most 16 bits: D is at most 11.
+        let first = ((1u32 << D.min(16)) - 1) as u16;
+        // SAFETY: the mask reads only the first D lanes, all in `k`.
+        let dims = unsafe { _mm512_maskz_loadu_epi32(first, k.as_ptr().cast::<i32>()) };
+        // SAFETY: `idx` rows are 16 readable u32.
+        let (i0, i1) = unsafe {
+            (
+                _mm512_loadu_si512(idx[0].as_ptr().cast::<__m512i>()),
+                _mm512_loadu_si512(idx[1].as_ptr().cast::<__m512i>()),
+            )
+        };
+        [
+            _mm512_permutexvar_epi32(i0, dims),
+            _mm512_permutexvar_epi32(i1, dims),
+        ]
     }
 
     /// [`super::inside`] with vector compares, 16 lanes at a time: low
@@ -207,8 +243,12 @@ struct Builder<const D: usize> {
     hi: Vec<[u32; D]>,
     /// Whether the rule has no address set (so its box is exact).
     exact: Vec<bool>,
-    nodes: Vec<Line>,
+    nodes: Vec<Node>,
     lists: Vec<u32>,
+    /// Where each distinct leaf starts in `lists`.
+    leaves: HashMap<Vec<u32>, u32>,
+    /// Nodes so far, inner and leaves.
+    count: usize,
     budget: usize,
     depth: usize,
     /// Most rules a leaf holds before it is cut.
@@ -242,15 +282,8 @@ impl<const D: usize> Builder<D> {
     }
 
     /// Builds the node for the box `lo..=hi` holding `rules` (ascending rank)
-    /// into `slot`. `Err` when the node budget is spent.
-    fn node(
-        &mut self,
-        slot: usize,
-        rules: &[u32],
-        lo: [u32; D],
-        hi: [u32; D],
-        depth: usize,
-    ) -> Result<(), ()> {
+    /// and returns its reference. `Err` when the node budget is spent.
+    fn node(&mut self, rules: &[u32], lo: [u32; D], hi: [u32; D], depth: usize) -> Result<u32, ()> {
         self.depth = self.depth.max(depth);
         // Rules after one that covers the whole box never decide here.
         let mut kept: Vec<u32> = Vec::with_capacity(rules.len());
@@ -266,31 +299,21 @@ impl<const D: usize> Builder<D> {
             None
         };
         let Some((dim, cuts)) = split else {
-            let mut line = [0u32; 16];
-            if kept.len() > LOW as usize {
-                return Err(());
-            }
-            line[15] = (LEAF << 28) | kept.len() as u32;
-            if kept.len() <= CUTS {
-                line[..kept.len()].copy_from_slice(&kept);
-            } else {
-                line[0] = u32::try_from(self.lists.len()).map_err(|_| ())?;
-                self.lists.extend_from_slice(&kept);
-            }
-            self.nodes[slot] = Line(line);
-            return Ok(());
+            return self.leaf(&kept);
         };
         let children = cuts.len() + 1;
-        let base = self.nodes.len();
-        // Child numbers have 28 bits.
-        if base + children > self.budget.min(LOW as usize) {
+        let at = self.nodes.len();
+        if self.count + children > self.budget || at >= LEAF as usize {
             return Err(());
         }
+        self.count += children;
         let mut line = [u32::MAX; 16];
         line[..cuts.len()].copy_from_slice(&cuts);
-        line[15] = ((dim as u32) << 28) | u32::try_from(base).map_err(|_| ())?;
-        self.nodes[slot] = Line(line);
-        self.nodes.resize(base + children, Line([0; 16]));
+        line[15] = dim as u32;
+        self.nodes.push(Node {
+            cuts: line,
+            children: [LEAF; 16],
+        });
         // Each child's rules: those whose range in `dim` reaches its slice.
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); children];
         for &r in &kept {
@@ -307,9 +330,31 @@ impl<const D: usize> Builder<D> {
             if i < cuts.len() {
                 chi[dim] = cuts[i];
             }
-            self.node(base + i, list, clo, chi, depth + 1)?;
+            self.nodes[at].children[i] = self.node(list, clo, chi, depth + 1)?;
         }
-        Ok(())
+        Ok(at as u32)
+    }
+
+    /// The reference of a leaf holding `rules`, stored once per distinct list.
+    fn leaf(&mut self, rules: &[u32]) -> Result<u32, ()> {
+        let offset = match self.leaves.get(rules) {
+            Some(&offset) => offset,
+            None => {
+                let offset = u32::try_from(self.lists.len()).map_err(|_| ())?;
+                if offset >> OFFSET_BITS != 0 {
+                    return Err(());
+                }
+                if rules.len() >= LONG as usize {
+                    self.lists.push(u32::try_from(rules.len()).map_err(|_| ())?);
+                }
+                self.lists.extend_from_slice(rules);
+                self.leaves.insert(rules.to_vec(), offset);
+                offset
+            }
+        };
+        // At most `LONG`.
+        let len = rules.len().min(LONG as usize) as u32;
+        Ok(LEAF | len << OFFSET_BITS | offset)
     }
 
     /// The children rule `r` reaches when `dim` is cut at `cuts`.
@@ -415,8 +460,10 @@ impl<A: Addr> DecisionTree<A> {
             lo: Vec::with_capacity(order.len()),
             hi: Vec::with_capacity(order.len()),
             exact: Vec::with_capacity(order.len()),
-            nodes: vec![Line([0; 16])],
+            nodes: Vec::new(),
             lists: Vec::new(),
+            leaves: HashMap::new(),
+            count: 1,
             budget,
             depth: 0,
             binth,
@@ -467,13 +514,15 @@ impl<A: Addr> DecisionTree<A> {
             .filter(|&r| (0..D).all(|d| b.lo[r][d] <= b.hi[r][d] && b.lo[r][d] <= hi[d]))
             .map(|r| u32::try_from(r).expect("fewer than 2^32 rules"))
             .collect();
-        b.node(0, &all, lo, hi, 0).ok()?;
+        let root = b.node(&all, lo, hi, 0).ok()?;
         let mut nodes = b.nodes;
         nodes.shrink_to_fit();
         let mut lists = b.lists;
         lists.shrink_to_fit();
         Some(DecisionTree {
             nodes,
+            root,
+            count: b.count,
             rows,
             row0,
             stride,
@@ -492,9 +541,9 @@ impl<A: Addr> DecisionTree<A> {
         self
     }
 
-    /// Number of nodes (inner and leaves).
+    /// Number of nodes (inner and leaves; equal leaves are stored once).
     pub fn nodes(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     /// Levels of the deepest leaf.
@@ -515,33 +564,35 @@ impl<A: Addr> DecisionTree<A> {
     fn profiled<const D: usize>(&self, key: &Key<A>, profile: &mut Profile) -> Option<Match> {
         profile.lookups += 1;
         let k = dims::<A, D>(key);
-        let mut node = &self.nodes[0];
-        while !Self::is_leaf(node) {
+        let mut at = self.root;
+        while at & LEAF == 0 {
             profile.probes += 1;
-            node = &self.nodes[self.child::<false>(node, k[(node.0[15] >> 28) as usize])];
+            let node = &self.nodes[at as usize];
+            at = self.child::<false>(node, k[node.cuts[15] as usize]);
         }
-        self.scan::<D>(node, key, |r| {
+        self.scan::<D>(at, key, |r| {
             profile.candidates += 1;
             inside::<D>(self.row(r), &k)
         })
     }
 
-    /// The child of inner `node` that `v` falls in.
+    /// The reference of the child of inner `node` that `v` falls in.
     #[inline(always)]
     #[allow(unsafe_code, reason = "AVX-512 compare, guaranteed by the caller")]
-    fn child<const AVX512: bool>(&self, node: &Line, v: u32) -> usize {
+    fn child<const AVX512: bool>(&self, node: &Node, v: u32) -> u32 {
         let i = if AVX512 {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `AVX512` is true only in the copy compiled for AVX-512,
             // run only when the CPU has it.
             let i = unsafe { avx512::count_lt(node, v) };
             #[cfg(not(target_arch = "x86_64"))]
-            let i = count_lt(&node.0, v);
+            let i = count_lt(&node.cuts, v);
             i
         } else {
-            count_lt(&node.0, v)
+            count_lt(&node.cuts, v)
         };
-        (node.0[15] & LOW) as usize + i
+        // At most `CUTS`, so the mask changes nothing but the bounds check.
+        node.children[i & 15]
     }
 
     /// Rule `r`'s row.
@@ -568,13 +619,13 @@ impl<A: Addr> DecisionTree<A> {
         })
     }
 
-    /// The deciding rule among leaf `leaf`'s rules for a key that lies in
+    /// The deciding rule among leaf `leaf`'s rules (a reference) for a key that lies in
     /// rule `r`'s box when `inside(r)`: the first, in rank order, whose box
     /// and address sets hold the key.
     #[inline(always)]
     fn scan<const D: usize>(
         &self,
-        leaf: &Line,
+        leaf: u32,
         key: &Key<A>,
         mut inside: impl FnMut(u32) -> bool,
     ) -> Option<Match> {
@@ -584,14 +635,15 @@ impl<A: Addr> DecisionTree<A> {
             .find_map(|&r| self.decide::<D>(r, key))
     }
 
-    /// The rule numbers of leaf `leaf`, in rank order.
+    /// The rule numbers of leaf `leaf` (a reference), in rank order.
     #[inline(always)]
-    fn leaf_rules<'a>(&'a self, leaf: &'a Line) -> &'a [u32] {
-        let len = (leaf.0[15] & LOW) as usize;
-        if len <= CUTS {
-            &leaf.0[..len]
+    fn leaf_rules(&self, leaf: u32) -> &[u32] {
+        let offset = (leaf & ((1 << OFFSET_BITS) - 1)) as usize;
+        let len = (leaf >> OFFSET_BITS) & LONG;
+        if len < LONG {
+            &self.lists[offset..][..len as usize]
         } else {
-            &self.lists[leaf.0[0] as usize..][..len]
+            &self.lists[offset + 1..][..self.lists[offset] as usize]
         }
     }
 
@@ -601,11 +653,6 @@ impl<A: Addr> DecisionTree<A> {
             && (extra[2] & FLAG_DST_SET == 0 || self.sets[extra[4] as usize].contains(key.dst))
     }
 
-    #[inline(always)]
-    fn is_leaf(node: &Line) -> bool {
-        node.0[15] >> 28 == LEAF
-    }
-
     /// Batch lookup: [`LANES`] keys walk down together, so that their node
     /// loads overlap.
     #[inline(always)]
@@ -613,23 +660,24 @@ impl<A: Addr> DecisionTree<A> {
     fn batch<const AVX512: bool, const D: usize>(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
         for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
             let mut k = [[0u32; D]; LANES];
-            let mut at = [0usize; LANES];
+            let mut at = [self.root; LANES];
             let n = keys.len().min(out.len());
             for l in 0..n {
                 k[l] = dims::<A, D>(&keys[l]);
             }
-            // Every key takes `depth` steps; one at a leaf stays there. The
-            // child is computed for a leaf too (from its rule numbers) but
-            // not used, so that no branch depends on where keys are.
+            // Every key takes `depth` steps; one at a leaf stays there. A key
+            // at a leaf walks the root but keeps its leaf, so that no branch
+            // depends on where keys are.
             for _ in 0..self.depth {
-                for l in 0..n {
-                    let node = &self.nodes[at[l]];
-                    let dim = (node.0[15] >> 28) as usize;
+                for l in 0..LANES {
+                    let leaf = at[l] & LEAF != 0;
+                    let node = &self.nodes[if leaf { 0 } else { at[l] as usize }];
+                    let dim = node.cuts[15] as usize;
                     let next = self.child::<AVX512>(node, k[l][dim.min(D - 1)]);
-                    at[l] = if dim == LEAF as usize { at[l] } else { next };
+                    at[l] = std::hint::select_unpredictable(leaf, at[l], next);
                 }
             }
-            let cur = at.map(|i| &self.nodes[i]);
+            let cur = at;
             for l in 0..n {
                 out[l] = if AVX512 {
                     #[cfg(target_arch = "x86_64")]
@@ -687,7 +735,7 @@ impl<A: Addr> Classifier<A> for DecisionTree<A> {
 
     fn memory_bytes(&self) -> usize {
         size_of::<Self>()
-            + self.nodes.capacity() * size_of::<Line>()
+            + self.nodes.capacity() * size_of::<Node>()
             + self.rows.capacity() * size_of::<u32>()
             + self.lists.capacity() * size_of::<u32>()
             + self.sets.iter().map(|s| s.memory_bytes()).sum::<usize>()

@@ -93,7 +93,10 @@ fn classbench_fw1_1k_matches_a_linear_scan_on_every_header() {
 #[test]
 fn each_set_gets_the_engine_that_measured_fastest_for_its_kind() {
     let (small, _) = load("fw1_1k");
+    // fw1's wildcards replicate rules past the small sets' node budget.
     assert_eq!(Engine::build(&small).name(), "bitvec");
+    let (acl_small, _) = load("acl1_1k");
+    assert_eq!(Engine::build(&acl_small).name(), "dtree");
     // One rule, one tuple: the tuple space probes once and builds faster.
     assert_eq!(Engine::build(&small[..1]).name(), "tuple");
     let (acl, _) = load("acl1_10k");
@@ -227,6 +230,39 @@ fn keys<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Key<A>>> {
             })
             .collect()
     })
+}
+
+/// Rules that no cut separates (the same box; each source is its own address
+/// set) make one leaf of all of them: counts around where a leaf's rule count
+/// moves from its reference into its list.
+#[test]
+fn decision_tree_leaves_of_many_rules_keep_rank_order() {
+    for n in [126u32, 127, 128, 300] {
+        let rules: Vec<Rule<u32>> = (0..n)
+            .map(|i| Rule {
+                src: AddrMatch::Set(Arc::new(AddrSet::new(vec![0xC612_0000 + i % 200], vec![]))),
+                dst: AddrMatch::Prefix(Prefix::new(0xC613_0000, 16)),
+                proto: Some(6),
+                src_ports: (0, 65535),
+                dst_ports: (80, 80),
+                priority: 1 + i % 7,
+                action: if i % 3 == 0 { Action::Deny } else { Action::Allow },
+                id: i,
+            })
+            .collect();
+        let keys: Vec<Key<u32>> = (0..210)
+            .map(|i| Key {
+                src: 0xC612_0000 + i,
+                dst: 0xC613_0001,
+                proto: 6,
+                src_port: 1024,
+                dst_port: 80,
+            })
+            .collect();
+        let tree = DecisionTree::build_with(&rules, dtree::BINTH, usize::MAX).expect("no budget");
+        assert_eq!(tree.nodes(), 1, "{n} rules, one leaf");
+        same_as_linear(&rules, &keys).unwrap();
+    }
 }
 
 fn same_as_linear<A: Addr>(rules: &[Rule<A>], keys: &[Key<A>]) -> Result<(), TestCaseError> {
