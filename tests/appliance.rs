@@ -105,6 +105,16 @@ fn network_with_queues(tag: &str, queues: u32) -> Option<Topology> {
     Some(t)
 }
 
+/// Whether process `pid` holds a CPU wake-up latency request open.
+fn holds_wake_request(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("proc fd")
+        .filter_map(Result::ok)
+        .any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|l| l == std::path::Path::new("/dev/cpu_dma_latency"))
+        })
+}
+
 /// Reads the service's first line, proving the reply crossed back.
 fn banner(conn: std::io::Result<std::net::TcpStream>) -> Result<String, String> {
     let mut conn = conn.map_err(|e| e.to_string())?;
@@ -184,6 +194,17 @@ fn security_groups_are_enforced_on_live_traffic() {
     let Some(t) = network("sg") else { return };
     let dir = state_dir("sg");
     let mut d = Daemon::start(&t.fw, &dir, &config("revalidate", ""));
+    // Adaptive idle, the default: idle CPUs are kept quick to wake while it
+    // runs.
+    d.wait_for_output("stop with SIGINT", OPEN);
+    assert!(
+        d.stdout().contains(
+            "wake-up     idle CPUs wake within 0 µs while rampart runs (/dev/cpu_dma_latency request held)"
+        ),
+        "{}",
+        d.stdout()
+    );
+    assert!(holds_wake_request(d.pid()));
     enforced(&t);
 
     let status = d.stop(Signal::SIGTERM);
@@ -219,10 +240,17 @@ fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
     let dir = state_dir("mq");
     let two = config("revalidate", "").replace(
         "port_b = \"b0\"\n",
-        "port_b = \"b0\"\nworkers = 2\ncores = [0, 1]\n",
+        "port_b = \"b0\"\nworkers = 2\ncores = [0, 1]\nwake_latency_us = \"kernel\"\n",
     );
     let mut d = Daemon::start(&t.fw, &dir, &two);
+    d.wait_for_output("stop with SIGINT", OPEN);
     assert!(d.stdout().contains("workers     2"), "{}", d.stdout());
+    assert!(
+        d.stdout().contains("idle states left to the kernel"),
+        "{}",
+        d.stdout()
+    );
+    assert!(!holds_wake_request(d.pid()));
     let c = &t.client;
     for i in 0..24 {
         let (src, dst, want) = match i % 3 {
@@ -368,11 +396,14 @@ fn frames_over_the_mtu_are_dropped_and_counted() {
         "port_b = \"b0\"\nmtu = 1280\nidle = \"busy\"\nbusy_poll = true\n",
     );
     let mut d = Daemon::start(&t.fw, &dir, &small);
+    d.wait_for_output("stop with SIGINT", OPEN);
     let summary = d.stdout();
     assert!(
         summary.contains("idle busy") && summary.matches("busy-poll on").count() == 2,
         "{summary}"
     );
+    assert!(summary.contains("busy workers do not sleep"), "{summary}");
+    assert!(!holds_wake_request(d.pid()));
     let c = &t.client;
     // 1000 bytes of UDP data: a 1042-byte frame, under 1280 + 22.
     let fits = vec![7u8; 1000];

@@ -7,9 +7,12 @@
 //! one 64-byte UDP probe at a time carrying its sequence number, busy-polls
 //! `g1` for it, and records the time from send to arrival; between probes it
 //! pauses `gap` (longer than the adaptive spin, so the adaptive worker is
-//! asleep when the next probe comes). Busy and adaptive runs alternate, and
-//! the report gives each one's percentiles and the adaptive run's excess over
-//! the busy run of the same round: the wake-up cost. Needs root.
+//! asleep when the next probe comes). Three runs alternate: busy; adaptive
+//! as `rampart run` has it by default, holding a CPU wake-up latency request
+//! of 0 µs ([`rampart_control::wake`]); and adaptive without the request
+//! (`wake_latency_us = "kernel"`), where the sleeping worker's core may go
+//! deep idle. The report gives each one's percentiles and the excess over
+//! the busy run: the wake-up cost. Needs root.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::AtomicBool;
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rampart_control::config::Config;
+use rampart_control::wake::WakeLatency;
 use rampart_dataplane::engine::{poll_loop, Idle, Links, ADAPTIVE_SPIN};
 use rampart_dataplane::wire::build::Spec;
 use rampart_dataplane::worker::BATCH;
@@ -50,7 +54,8 @@ pub struct Plan {
 /// One result; the JSON line has exactly these fields.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
-    /// `busy` or `adaptive`.
+    /// `busy`, `adaptive` (with the default wake-up latency request) or
+    /// `adaptive-kernel-idle` (without).
     pub test: String,
     pub probes: usize,
     pub gap_us: f64,
@@ -128,12 +133,21 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
         (None, None)
     };
     let opts = PortOptions::default();
-    let tests = [("busy", Idle::Busy), ("adaptive", Idle::Adaptive)];
-    let mut samples: [Vec<f64>; 2] = Default::default();
-    let mut lost = [0usize; 2];
+    // (name, idle policy, wake-up latency request held during the run)
+    let tests = [
+        ("busy", Idle::Busy, None),
+        ("adaptive", Idle::Adaptive, Some(0)),
+        ("adaptive-kernel-idle", Idle::Adaptive, None),
+    ];
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut lost = [0usize; 3];
     let mut next_seq = 0u64;
     for _ in 0..plan.reps {
-        for (t, (_, idle)) in tests.iter().enumerate() {
+        for (t, (_, idle, request)) in tests.iter().enumerate() {
+            let held = request
+                .map(WakeLatency::hold)
+                .transpose()
+                .context("holding the CPU wake-up latency request the daemon holds")?;
             let stop = Arc::new(AtomicBool::new(false));
             let stage = stage_for("rampart", &policy);
             let idle = *idle;
@@ -161,6 +175,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
             let report = forwarder
                 .join()
                 .map_err(|_| anyhow::anyhow!("forwarder panicked"))??;
+            drop(held);
             if !report.whole() {
                 bail!("frame pool not whole: {report:?}");
             }
@@ -181,7 +196,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
     Ok(tests
         .iter()
         .enumerate()
-        .map(|(t, (name, _))| {
+        .map(|(t, (name, _, _))| {
             let s = &sorted[t];
             let (p50, p99) = (percentile(s, 0.5), percentile(s, 0.99));
             Report {
@@ -203,16 +218,17 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
 pub fn render(reports: &[Report]) -> String {
     let mut s = format!(
         "one 64-byte UDP probe at a time through the rampart worker on veth (AF_XDP), {:.0} µs apart;\n\
-         latency from send to arrival, µs; wake = this run minus the busy run\n",
+         latency from send to arrival, µs; wake = this run minus the busy run;\n\
+         adaptive holds rampart run's default CPU wake-up latency request (0 µs), adaptive-kernel-idle none\n",
         reports.first().map_or(0.0, |r| r.gap_us)
     );
     s.push_str(&format!(
-        "{:<10} {:>7} {:>8} {:>8} {:>9} {:>6} {:>9} {:>9}\n",
+        "{:<20} {:>7} {:>8} {:>8} {:>9} {:>6} {:>9} {:>9}\n",
         "idle", "probes", "p50", "p99", "max", "lost", "wake p50", "wake p99"
     ));
     for r in reports {
         s.push_str(&format!(
-            "{:<10} {:>7} {:>8.1} {:>8.1} {:>9.1} {:>6} {:>9.1} {:>9.1}\n",
+            "{:<20} {:>7} {:>8.1} {:>8.1} {:>9.1} {:>6} {:>9.1} {:>9.1}\n",
             r.test, r.probes, r.p50_us, r.p99_us, r.max_us, r.lost, r.wake_p50_us, r.wake_p99_us
         ));
     }

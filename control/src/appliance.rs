@@ -17,6 +17,63 @@ pub enum IdleSetting {
     Adaptive,
 }
 
+/// How quickly idle CPUs must wake while adaptive workers sleep
+/// ([`crate::wake`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeLatencySetting {
+    /// Hold a CPU latency request of this many microseconds while running.
+    Micros(u32),
+    /// Hold none: idle states are the kernel's choice.
+    Kernel,
+}
+
+impl Default for WakeLatencySetting {
+    fn default() -> Self {
+        WakeLatencySetting::Micros(0)
+    }
+}
+
+const WAKE_KERNEL: &str = "kernel";
+
+impl Serialize for WakeLatencySetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WakeLatencySetting::Micros(us) => s.serialize_u32(*us),
+            WakeLatencySetting::Kernel => s.serialize_str(WAKE_KERNEL),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WakeLatencySetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WakeLatencySetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "microseconds (0-{MAX_WAKE_MICROS}) or \"{WAKE_KERNEL}\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u32::try_from(v)
+                    .map(WakeLatencySetting::Micros)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                u32::try_from(v)
+                    .map(WakeLatencySetting::Micros)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == WAKE_KERNEL {
+                    Ok(WakeLatencySetting::Kernel)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +109,9 @@ pub struct Appliance {
     /// one-core machine.
     pub cores: Option<Vec<u32>>,
     pub idle: IdleSetting,
+    /// With `idle = adaptive`: the CPU wake-up latency requested while
+    /// running.
+    pub wake_latency_us: WakeLatencySetting,
     pub xdp_mode: XdpModeSetting,
     pub bind_mode: BindModeSetting,
     /// Ask the kernel for busy polling on the sockets.
@@ -70,6 +130,7 @@ impl Default for Appliance {
             workers: 1,
             cores: None,
             idle: IdleSetting::Adaptive,
+            wake_latency_us: WakeLatencySetting::Micros(0),
             xdp_mode: XdpModeSetting::Auto,
             bind_mode: BindModeSetting::Auto,
             busy_poll: false,
@@ -85,6 +146,8 @@ pub const L2_OVERHEAD: u32 = 14 + 8;
 /// headroom, minus [`L2_OVERHEAD`]).
 pub const MAX_MTU: u32 = 2048 - 256 - L2_OVERHEAD;
 pub const MAX_WORKERS: u32 = 64;
+/// The longest CPU wake-up latency request accepted (one second).
+pub const MAX_WAKE_MICROS: u32 = crate::wake::MAX_MICROS;
 
 impl Appliance {
     /// The longest frame accepted.
@@ -150,6 +213,14 @@ impl Appliance {
                 "ring_size",
                 format!("{} must be a power of two in 64-16384", self.ring_size),
             ));
+        }
+        if let WakeLatencySetting::Micros(us) = self.wake_latency_us {
+            if us > MAX_WAKE_MICROS {
+                errs.push(bad(
+                    "wake_latency_us",
+                    format!("{us} is out of range 0-{MAX_WAKE_MICROS} µs (or \"{WAKE_KERNEL}\")"),
+                ));
+            }
         }
         if !(68..=MAX_MTU).contains(&self.mtu) {
             errs.push(bad("mtu", format!("{} is out of range 68-{MAX_MTU}", self.mtu)));

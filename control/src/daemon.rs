@@ -30,7 +30,8 @@ use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
 use rampart_dataplane::xdp::{self, BindMode, Io, PortOptions, XdpMode};
 
-use crate::appliance::{Appliance, BindModeSetting, IdleSetting, XdpModeSetting};
+use crate::appliance::{Appliance, BindModeSetting, IdleSetting, WakeLatencySetting, XdpModeSetting};
+use crate::wake::{self, WakeLatency};
 
 /// Parcels in each worker's hand-off mailbox (2 KiB each).
 const HANDOFF_DEPTH: usize = 4096;
@@ -271,6 +272,33 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         appliance.ring_size,
         appliance.mtu
     );
+    // Held until the workers have stopped; the kernel drops it at exit
+    // whatever the exit.
+    let wake = match (appliance.idle, appliance.wake_latency_us) {
+        (IdleSetting::Busy, _) => {
+            println!("  wake-up     busy workers do not sleep");
+            None
+        }
+        (IdleSetting::Adaptive, WakeLatencySetting::Kernel) => {
+            println!("  wake-up     idle states left to the kernel (wake_latency_us = \"kernel\")");
+            None
+        }
+        (IdleSetting::Adaptive, WakeLatencySetting::Micros(us)) => match WakeLatency::hold(us) {
+            Ok(held) => {
+                println!(
+                    "  wake-up     idle CPUs wake within {us} µs while rampart runs ({} request held)",
+                    wake::DEVICE
+                );
+                Some(held)
+            }
+            Err(e) => {
+                println!(
+                    "  wake-up     warning: no CPU latency request ({e}); a sleeping worker may wake late (a deep idle state's exit)"
+                );
+                None
+            }
+        },
+    };
     println!(
         "  policy      {summary}; {} group sets; snapshot generation {generation} compiled in {:.2} ms",
         stats.group_sets,
@@ -342,6 +370,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         failures.push(format!("the API server failed: {e}"));
     }
     drop(promiscuous);
+    drop(wake);
 
     let totals = Totals::sum(counters.iter().map(|c| &**c));
     println!("rampart stopped; counters:");

@@ -24,3 +24,4 @@ pub mod model;
 pub mod replay;
 pub mod settings;
 pub mod state;
+pub mod wake;

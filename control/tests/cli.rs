@@ -134,6 +134,38 @@ fn validate_points_at_the_line_of_a_syntax_error_or_unknown_key() {
 }
 
 #[test]
+fn validate_checks_the_wake_latency_request() {
+    let file =
+        |value: &str| format!("[appliance]\nport_a = \"a0\"\nport_b = \"b0\"\nwake_latency_us = {value}\n");
+    for ok in ["0", "20", "\"kernel\""] {
+        let cfg = TempConfig::new("wake-ok", &file(ok));
+        let r = run(&["validate", "-c", cfg.path()]);
+        assert_eq!(r.code, 0, "{ok}: {}", r.stderr);
+    }
+    let cfg = TempConfig::new("wake-long", &file("2000000"));
+    let r = run(&["validate", "-c", cfg.path()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("field `wake_latency_us`: 2000000 is out of range 0-1000000 µs (or \"kernel\")"),
+        "{}",
+        r.stderr
+    );
+    for bad in ["\"soon\"", "-1"] {
+        let cfg = TempConfig::new("wake-bad", &file(bad));
+        let r = run(&["validate", "-c", cfg.path()]);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.contains("line 4")
+                && r.stderr
+                    .contains("expected microseconds (0-1000000) or \"kernel\""),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
 fn validate_exits_2_when_the_file_cannot_be_read() {
     let r = run(&["validate", "-c", "/nonexistent/rampart.toml"]);
     assert_eq!(r.code, 2);

@@ -11,7 +11,9 @@
 //!
 //! Idle policy ([`Idle`]): `busy` polls without pause; `adaptive` spins for
 //! [`ADAPTIVE_SPIN`] after the last frame, then sleeps in `poll(2)` on the
-//! sockets, which the kernel wakes as soon as a frame arrives.
+//! sockets, which the kernel wakes as soon as a frame arrives. How soon the
+//! thread then runs depends on how deep its core went idle; the daemon
+//! bounds that with a CPU latency request (`rampart_control::wake`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -81,9 +81,11 @@ enum Command {
     },
     /// Wake-up latency of `idle = adaptive` (root): single 64-byte probes
     /// through the rampart worker on veth, spaced so that the worker sleeps
-    /// between them, beside the same probes through a busy-polling worker.
+    /// between them, with and without the CPU wake-up latency request
+    /// `rampart run` holds by default, beside the same probes through a
+    /// busy-polling worker.
     Wakeup {
-        /// Rounds of (busy, adaptive). Default 3.
+        /// Rounds of (busy, adaptive, adaptive-kernel-idle). Default 3.
         #[arg(long, default_value_t = 3)]
         reps: usize,
         /// Probes per run (after 20 warm-up probes). Default 300.
