@@ -639,6 +639,7 @@ impl<A: Addr> BitVector<A> {
     /// lookup) one by one, so no lane is computed for nothing.
     #[inline(always)]
     fn batch<const AVX512: bool>(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
+        let keys = &keys[..keys.len().min(out.len())];
         let mut groups = keys.chunks_exact(LANES);
         let mut outs = out.chunks_mut(LANES);
         for (keys, out) in groups.by_ref().zip(outs.by_ref()) {

@@ -443,8 +443,9 @@ pub trait Classifier<A: Addr>: Send + Sync {
     /// The deciding rule for `key`, if any rule matches.
     fn lookup(&self, key: &Key<A>) -> Option<Match>;
 
-    /// Classifies a burst: `out[i]` is the decision for `keys[i]`. The default
-    /// loops; engines override it to overlap the lookups.
+    /// Classifies a burst: `out[i]` is the decision for `keys[i]` (as far as
+    /// the shorter of the two goes). The default loops; engines override it
+    /// to overlap the lookups.
     fn lookup_batch(&self, keys: &[Key<A>], out: &mut [Option<Match>]) {
         for (key, slot) in keys.iter().zip(out.iter_mut()) {
             *slot = self.lookup(key);

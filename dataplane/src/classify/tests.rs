@@ -282,10 +282,14 @@ fn same_as_linear<A: Addr>(rules: &[Rule<A>], keys: &[Key<A>]) -> Result<(), Tes
     for engine in engines {
         let mut batch = vec![None; keys.len()];
         engine.lookup_batch(keys, &mut batch);
-        for (key, got) in keys.iter().zip(batch) {
+        for (key, &got) in keys.iter().zip(&batch) {
             prop_assert_eq!(got, linear.lookup(key), "key {:?}", key);
             prop_assert_eq!(engine.lookup(key), got);
         }
+        // A shorter `out` takes the first keys' decisions.
+        let mut half = vec![None; keys.len() / 2];
+        engine.lookup_batch(keys, &mut half);
+        prop_assert_eq!(&half[..], &batch[..half.len()]);
     }
     Ok(())
 }
