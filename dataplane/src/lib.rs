@@ -21,15 +21,14 @@
 
 // `unsafe` is denied here except in the modules that cannot do without it
 // (`hugepage`, `xdp`, the AVX-512 lookups in `classify::bitvec` and
-// `classify::dtree`, and the prefetch hint in `hint`), each block with its
-// safety argument.
+// `classify::dtree`, and the prefetch hint in `conntrack::table`), each block
+// with its safety argument.
 #![deny(unsafe_code)]
 
 pub mod classify;
 pub mod conntrack;
 pub mod engine;
 pub mod handoff;
-mod hint;
 pub mod hugepage;
 pub mod port;
 pub mod reason;

@@ -26,7 +26,6 @@
 //! the fewest buckets for the requested capacity, each partition's share
 //! allowing four standard deviations of the hash's imbalance.
 
-use crate::hint::prefetch;
 use allocator_api2::alloc::Allocator;
 use hashbrown::HashTable;
 
@@ -34,6 +33,22 @@ use hashbrown::HashTable;
 /// `bucket`: entries are stored in reverse order just below them.
 fn ctrl_address<T>(entry: &T, bucket: usize) -> usize {
     (entry as *const T as usize).wrapping_add((bucket + 1) * size_of::<T>())
+}
+
+/// A prefetch hint for the cache line holding `address` (any address: the CPU
+/// does not fault on a prefetch).
+#[inline]
+fn prefetch(address: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault, for
+    // any address.
+    #[allow(unsafe_code, reason = "the prefetch intrinsic; see SAFETY")]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(address as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }
 
 /// Partitions at most.
