@@ -8,8 +8,8 @@
 //! `g1` for it, and records the time from send to arrival; between probes it
 //! pauses `gap` (longer than the adaptive spin, so the adaptive worker is
 //! asleep when the next probe comes). Three runs alternate: busy; adaptive
-//! as `rampart run` has it by default, holding a CPU wake-up latency request
-//! of 0 µs ([`rampart_control::wake`]); and adaptive without the request
+//! as `rampart run` has it by default, holding the default CPU wake-up
+//! latency request ([`rampart_control::wake`]); and adaptive without the request
 //! (`wake_latency_us = "kernel"`), where the sleeping worker's core may go
 //! deep idle. The report gives each one's percentiles and the excess over
 //! the busy run: the wake-up cost. Needs root.
@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use rampart_control::appliance::{Appliance, WakeLatencySetting};
 use rampart_control::config::Config;
 use rampart_control::wake::WakeLatency;
 use rampart_dataplane::engine::{poll_loop, Idle, Links, ADAPTIVE_SPIN};
@@ -133,10 +134,14 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
         (None, None)
     };
     let opts = PortOptions::default();
+    let default_request = match Appliance::default().wake_latency_us {
+        WakeLatencySetting::Micros(us) => Some(us),
+        WakeLatencySetting::Kernel => None,
+    };
     // (name, idle policy, wake-up latency request held during the run)
     let tests = [
         ("busy", Idle::Busy, None),
-        ("adaptive", Idle::Adaptive, Some(0)),
+        ("adaptive", Idle::Adaptive, default_request),
         ("adaptive-kernel-idle", Idle::Adaptive, None),
     ];
     let mut samples: [Vec<f64>; 3] = Default::default();
@@ -219,7 +224,7 @@ pub fn render(reports: &[Report]) -> String {
     let mut s = format!(
         "one 64-byte UDP probe at a time through the rampart worker on veth (AF_XDP), {:.0} µs apart;\n\
          latency from send to arrival, µs; wake = this run minus the busy run;\n\
-         adaptive holds rampart run's default CPU wake-up latency request (0 µs), adaptive-kernel-idle none\n",
+         adaptive holds rampart run's default CPU wake-up latency request, adaptive-kernel-idle none\n",
         reports.first().map_or(0.0, |r| r.gap_us)
     );
     s.push_str(&format!(

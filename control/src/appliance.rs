@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::ModelError;
+use crate::wake::MAX_MICROS;
 
 /// What a worker does when no frame arrives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ impl<'de> Deserialize<'de> for WakeLatencySetting {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = WakeLatencySetting;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(f, "microseconds (0-{MAX_WAKE_MICROS}) or \"{WAKE_KERNEL}\"")
+                write!(f, "microseconds (0-{MAX_MICROS}) or \"{WAKE_KERNEL}\"")
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 u32::try_from(v)
@@ -146,8 +147,6 @@ pub const L2_OVERHEAD: u32 = 14 + 8;
 /// headroom, minus [`L2_OVERHEAD`]).
 pub const MAX_MTU: u32 = 2048 - 256 - L2_OVERHEAD;
 pub const MAX_WORKERS: u32 = 64;
-/// The longest CPU wake-up latency request accepted (one second).
-pub const MAX_WAKE_MICROS: u32 = crate::wake::MAX_MICROS;
 
 impl Appliance {
     /// The longest frame accepted.
@@ -215,10 +214,10 @@ impl Appliance {
             ));
         }
         if let WakeLatencySetting::Micros(us) = self.wake_latency_us {
-            if us > MAX_WAKE_MICROS {
+            if us > MAX_MICROS {
                 errs.push(bad(
                     "wake_latency_us",
-                    format!("{us} is out of range 0-{MAX_WAKE_MICROS} µs (or \"{WAKE_KERNEL}\")"),
+                    format!("{us} is out of range 0-{MAX_MICROS} µs (or \"{WAKE_KERNEL}\")"),
                 ));
             }
         }

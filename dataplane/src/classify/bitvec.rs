@@ -678,9 +678,7 @@ impl<A: Addr> BitVector<A> {
 
 impl<A: Addr> Classifier<A> for BitVector<A> {
     fn lookup(&self, key: &Key<A>) -> Option<Match> {
-        let mut out = [None];
-        self.lookup_batch(std::slice::from_ref(key), &mut out);
-        out[0]
+        super::lookup_one(self, key)
     }
 
     #[allow(

@@ -182,7 +182,7 @@ mod avx512 {
             }
             idx
         }
-        let idx: [[u32; 16]; 2] = [lanes::<D>(0), lanes::<D>(1)];
+        let idx: [[u32; 16]; 2] = const { [lanes::<D>(0), lanes::<D>(1)] };
         // At most 16 bits: D is at most 11.
         let first = ((1u32 << D.min(16)) - 1) as u16;
         // SAFETY: the mask reads only the first D lanes, all in `k`.
@@ -604,7 +604,7 @@ impl<A: Addr> DecisionTree<A> {
     /// Rule `r`'s decision, if its address sets (if any) hold the key.
     #[inline(always)]
     fn decide<const D: usize>(&self, r: u32, key: &Key<A>) -> Option<Match> {
-        let extra = &self.rows[self.row0 + r as usize * self.stride + 2 * D..][..ROW_EXTRA];
+        let extra = &self.row(r)[2 * D..][..ROW_EXTRA];
         if extra[2] & (FLAG_SRC_SET | FLAG_DST_SET) != 0 && !self.in_sets(extra, key) {
             return None;
         }
@@ -619,9 +619,9 @@ impl<A: Addr> DecisionTree<A> {
         })
     }
 
-    /// The deciding rule among leaf `leaf`'s rules (a reference) for a key that lies in
-    /// rule `r`'s box when `inside(r)`: the first, in rank order, whose box
-    /// and address sets hold the key.
+    /// The deciding rule among the rules of leaf reference `leaf` for a key
+    /// that lies in rule `r`'s box when `inside(r)`: the first, in rank
+    /// order, whose box and address sets hold the key.
     #[inline(always)]
     fn scan<const D: usize>(
         &self,
@@ -677,20 +677,19 @@ impl<A: Addr> DecisionTree<A> {
                     at[l] = std::hint::select_unpredictable(leaf, at[l], next);
                 }
             }
-            let cur = at;
             for l in 0..n {
                 out[l] = if AVX512 {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: as in `child`.
                     let m = unsafe {
                         let kv = avx512::key_vectors::<D>(&k[l]);
-                        self.scan::<D>(cur[l], &keys[l], |r| avx512::inside::<D>(self.row(r), &kv))
+                        self.scan::<D>(at[l], &keys[l], |r| avx512::inside::<D>(self.row(r), &kv))
                     };
                     #[cfg(not(target_arch = "x86_64"))]
-                    let m = self.scan::<D>(cur[l], &keys[l], |r| inside::<D>(self.row(r), &k[l]));
+                    let m = self.scan::<D>(at[l], &keys[l], |r| inside::<D>(self.row(r), &k[l]));
                     m
                 } else {
-                    self.scan::<D>(cur[l], &keys[l], |r| inside::<D>(self.row(r), &k[l]))
+                    self.scan::<D>(at[l], &keys[l], |r| inside::<D>(self.row(r), &k[l]))
                 };
             }
         }
@@ -714,9 +713,7 @@ impl<A: Addr> DecisionTree<A> {
 
 impl<A: Addr> Classifier<A> for DecisionTree<A> {
     fn lookup(&self, key: &Key<A>) -> Option<Match> {
-        let mut out = [None];
-        self.lookup_batch(std::slice::from_ref(key), &mut out);
-        out[0]
+        super::lookup_one(self, key)
     }
 
     #[allow(

@@ -438,6 +438,14 @@ impl<A: Addr> Classifier<A> for Engine<A> {
     }
 }
 
+/// [`Classifier::lookup`] as a burst of one, for engines whose lookup is
+/// their batch code.
+fn lookup_one<A: Addr>(engine: &impl Classifier<A>, key: &Key<A>) -> Option<Match> {
+    let mut out = [None];
+    engine.lookup_batch(std::slice::from_ref(key), &mut out);
+    out[0]
+}
+
 /// The interface every engine offers.
 pub trait Classifier<A: Addr>: Send + Sync {
     /// The deciding rule for `key`, if any rule matches.
