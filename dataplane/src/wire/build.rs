@@ -301,8 +301,30 @@ impl Spec {
     /// The packet split into IP fragments carrying at most `size` bytes of
     /// transport data each (`size` is rounded down to a multiple of 8, at least 8).
     pub fn fragments(&self, size: usize) -> Vec<Vec<u8>> {
+        self.fragments_of(size, false)
+    }
+
+    /// IPv6 only: as [`Spec::fragments`], with an 8-byte destination-options
+    /// header at the start of the fragmentable part (so every fragment header
+    /// names 60 as its next header, and a later fragment's data follows it).
+    pub fn fragments_with_destination_options(&self, size: usize) -> Vec<Vec<u8>> {
+        self.fragments_of(size, true)
+    }
+
+    fn fragments_of(&self, size: usize, destination_options: bool) -> Vec<Vec<u8>> {
         let size = (size / 8).max(1) * 8;
-        let t = self.transport();
+        let destination_options = destination_options && self.v6();
+        let mut t = Vec::new();
+        if destination_options {
+            // Next header, length 0 (8 bytes), one PadN option of 4 bytes.
+            t.extend([self.proto(), 0, 1, 4, 0, 0, 0, 0]);
+        }
+        t.extend(self.transport());
+        let first_header = if destination_options {
+            IPV6_DESTINATION_OPTIONS
+        } else {
+            self.proto()
+        };
         let chunks: Vec<&[u8]> = t.chunks(size).collect();
         let last = chunks.len() - 1;
         chunks
@@ -313,7 +335,7 @@ impl Spec {
                 let more = i != last;
                 let ip = if self.v6() {
                     let mut ip = self.ipv6_header(8 + chunk.len(), IPV6_FRAGMENT);
-                    ip.extend([self.proto(), 0]);
+                    ip.extend([first_header, 0]);
                     ip.extend(((offset << 3) | u16::from(more)).to_be_bytes());
                     ip.extend(self.ident.to_be_bytes());
                     ip.extend(*chunk);

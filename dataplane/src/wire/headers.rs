@@ -231,7 +231,10 @@ pub struct Ipv6Upper {
 }
 
 /// Walks the extension headers (hop-by-hop, routing, fragment, destination
-/// options) of an IPv6 payload, at most [`IPV6_MAX_EXTENSIONS`] of them.
+/// options) of an IPv6 payload, at most [`IPV6_MAX_EXTENSIONS`] of them. The
+/// walk ends at the fragment header of a non-first fragment (offset not 0):
+/// nothing after it is a header, so `protocol` is then that header's next
+/// header, which every fragment of the datagram carries alike.
 pub fn ipv6_walk(first: u8, payload: &[u8]) -> Result<Ipv6Upper, DropReason> {
     let (mut next, mut at, mut fragment) = (first, 0usize, None);
     for _ in 0..=IPV6_MAX_EXTENSIONS {
@@ -247,7 +250,17 @@ pub fn ipv6_walk(first: u8, payload: &[u8]) -> Result<Ipv6Upper, DropReason> {
                     return Err(DropReason::Ipv6ExtensionTruncated);
                 }
                 let field = be16(payload, at + 2);
-                fragment = Some((be32(payload, at + 4), field >> 3, field & 1 != 0));
+                let (id, offset) = (be32(payload, at + 4), field >> 3);
+                fragment = Some((id, offset, field & 1 != 0));
+                if offset != 0 {
+                    // A later fragment: what follows its fragment header is
+                    // data, whatever the next-header field names.
+                    return Ok(Ipv6Upper {
+                        protocol: payload[at],
+                        offset: at + 8,
+                        fragment,
+                    });
+                }
                 8
             }
             protocol => {
