@@ -15,9 +15,19 @@
 //! reclaims expired entries a bounded number of buckets at a time, so expiry
 //! never stops the world.
 //!
-//! When the table is full, an insert may evict a connection still in its TCP
-//! handshake (or an expired one), found by a bounded scan from the new
-//! connection's own bucket; established connections are never evicted for new ones.
+//! When the table is full, an insert evicts the oldest connection still in
+//! its TCP handshake, whichever partition holds it: the table counts its
+//! half-open entries exactly and keeps the hashes of the connections opened
+//! in a handshake in a ring, oldest first, so a new connection is refused
+//! exactly when no half-open entry is left (whatever the hash seed), and
+//! finding the victim costs O(1) amortised. (Rejected: scanning from the new
+//! connection's own bucket, which found a lone half-open entry in some runs
+//! and not in others; and a full scan per insert, which a SYN flood into a
+//! table of established connections would make quadratic.) When no
+//! half-open entry is left, an expired one within [`EVICT_SCAN`] buckets of
+//! the new connection's home is reclaimed; others wait for the sweep, which
+//! visits every bucket within `buckets / SWEEP_PER_BATCH` batches.
+//! Established connections are never evicted for new ones.
 //!
 //! [`FragTable`] remembers first-fragment verdicts for later fragments.
 
@@ -341,6 +351,16 @@ pub struct FlowTable {
     table: Table<Flow, HugePages>,
     capacity: usize,
     seed: Seed,
+    /// Entries in their TCP handshake (live or expired, not yet removed).
+    half_open: usize,
+    /// Hashes of the connections inserted in their handshake, oldest at
+    /// `ring_head`: every half-open entry has its hash here, unless the ring
+    /// overflowed since it was rebuilt (then [`FlowTable::evict_half_open`]
+    /// rebuilds it from the table). Entries that left the handshake leave
+    /// stale hashes, dropped when met.
+    ring: Box<[u64]>,
+    ring_head: usize,
+    ring_len: usize,
 }
 
 impl FlowTable {
@@ -352,13 +372,17 @@ impl FlowTable {
             table: Table::new(capacity, HugePages),
             capacity,
             seed,
+            half_open: 0,
+            ring: vec![0; capacity].into_boxed_slice(),
+            ring_head: 0,
+            ring_len: 0,
         }
     }
 
     /// Bytes a table for `capacity` connections allocates, without
     /// allocating it.
     pub fn memory_for(capacity: usize) -> usize {
-        Table::<Flow, HugePages>::bytes_for(capacity)
+        Table::<Flow, HugePages>::bytes_for(capacity) + capacity.max(1) * size_of::<u64>()
     }
 
     pub fn len(&self) -> usize {
@@ -370,9 +394,14 @@ impl FlowTable {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
-    /// Bytes the table allocated (entries and control bytes).
+    /// Bytes the table allocated (entries and control bytes, and the ring of
+    /// half-open connections).
     pub fn memory_bytes(&self) -> usize {
-        self.table.memory_bytes()
+        self.table.memory_bytes() + self.ring.len() * size_of::<u64>()
+    }
+    /// Connections in their TCP handshake.
+    pub fn half_open(&self) -> usize {
+        self.half_open
     }
     /// Partition moves completed, and inserts refused for lack of room.
     pub fn moves(&self) -> (u64, u64) {
@@ -424,20 +453,46 @@ impl FlowTable {
     }
 
     pub fn remove(&mut self, slot: Slot) -> Option<Flow> {
-        self.table.remove(slot)
+        let gone = self.table.remove(slot)?;
+        self.forget(&gone);
+        Some(gone)
+    }
+
+    /// Accounts for a removed entry.
+    fn forget(&mut self, gone: &Flow) {
+        if gone.state.in_handshake() {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+    }
+
+    /// Records that a connection of the table left its handshake (a packet
+    /// moved it on from SYN sent or SYN received). The table's owner changes
+    /// states through [`FlowTable::get_mut`] and must say so.
+    #[inline]
+    pub fn left_handshake(&mut self) {
+        self.half_open = self.half_open.saturating_sub(1);
     }
 
     /// Inserts a new connection (its key must not be in the table). When the
-    /// table (or the connection's partition, see [`table`](self::table)) is
-    /// full, first makes room by reclaiming an expired entry or evicting one in
-    /// its handshake, scanning at most [`EVICT_SCAN`] buckets of the partition.
+    /// table is full, first evicts the oldest connection in its handshake
+    /// (see the module docs), else reclaims an expired entry within
+    /// [`EVICT_SCAN`] buckets; when only the connection's partition is full
+    /// (a hash skew of more than four standard deviations past its share, see
+    /// [`table`](self::table)), the victim must come from that partition and
+    /// is looked for in that scan.
     pub fn insert(&mut self, flow: Flow, hash: u64, now: u64) -> Result<(Slot, Reclaimed), TableFull> {
         let mut reclaimed = Reclaimed::default();
-        if self.table.len() >= self.capacity || !self.table.has_room(hash) {
-            let gone = self
-                .table
-                .evict(hash, EVICT_SCAN, |f| f.deadline <= now || f.state.in_handshake())
-                .ok_or(TableFull)?;
+        let partition_full = !self.table.has_room(hash);
+        if partition_full || self.table.len() >= self.capacity {
+            let gone = if partition_full {
+                self.table
+                    .evict(hash, EVICT_SCAN, |f| f.deadline <= now || f.state.in_handshake())
+            } else {
+                self.evict_half_open()
+                    .or_else(|| self.table.evict(hash, EVICT_SCAN, |f| f.deadline <= now))
+            }
+            .ok_or(TableFull)?;
+            self.forget(&gone);
             let expired = gone.deadline <= now;
             reclaimed = Reclaimed {
                 expired: u32::from(expired),
@@ -449,7 +504,70 @@ impl FlowTable {
             .table
             .insert(hash, flow, |f| seed.hash(&f.key))
             .ok_or(TableFull)?;
+        if flow.state.in_handshake() {
+            self.half_open += 1;
+            self.ring_push(hash);
+        }
         Ok((slot, reclaimed))
+    }
+
+    fn ring_push(&mut self, hash: u64) {
+        let size = self.ring.len();
+        if self.ring_len == size {
+            // Full: the oldest hash goes (the entry, if still half-open, is
+            // found again by a rebuild).
+            self.ring_head = (self.ring_head + 1) % size;
+            self.ring_len -= 1;
+        }
+        self.ring[(self.ring_head + self.ring_len) % size] = hash;
+        self.ring_len += 1;
+    }
+
+    fn ring_pop(&mut self) -> Option<u64> {
+        if self.ring_len == 0 {
+            return None;
+        }
+        let hash = self.ring[self.ring_head];
+        self.ring_head = (self.ring_head + 1) % self.ring.len();
+        self.ring_len -= 1;
+        Some(hash)
+    }
+
+    /// Removes and returns the oldest connection in its handshake, if any.
+    /// Stale hashes (connections that left the handshake or are gone) are
+    /// dropped on the way; if the ring runs dry while half-open entries
+    /// remain (its oldest hashes were overwritten), it is rebuilt from a scan
+    /// of the table. A rebuild needs the ring to have overflowed, which takes
+    /// as many inserts as the table holds since the last rebuild, so its
+    /// O(buckets) cost is O(1) per insert amortised.
+    fn evict_half_open(&mut self) -> Option<Flow> {
+        if self.half_open == 0 {
+            return None;
+        }
+        let seed = self.seed;
+        for rebuilt in [false, true] {
+            while let Some(hash) = self.ring_pop() {
+                let slot = self
+                    .table
+                    .find(hash, |f| f.state.in_handshake() && seed.hash(&f.key) == hash);
+                if let Some(slot) = slot {
+                    return self.table.remove(slot);
+                }
+            }
+            if rebuilt {
+                break;
+            }
+            // Rebuild: every half-open entry, in table order; the count too.
+            let (mut n, size) = (0, self.ring.len());
+            for f in self.table.iter() {
+                if f.state.in_handshake() && n < size {
+                    self.ring[n] = seed.hash(&f.key);
+                    n += 1;
+                }
+            }
+            (self.ring_head, self.ring_len, self.half_open) = (0, n, n);
+        }
+        None
     }
 
     /// Removes expired connections among the next `budget` buckets; returns how
@@ -458,8 +576,17 @@ impl FlowTable {
     /// [`table`](self::table)).
     pub fn sweep(&mut self, now: u64, budget: usize) -> u32 {
         let seed = self.seed;
-        self.table
-            .sweep(budget, |f| f.deadline <= now, |f| seed.hash(&f.key))
+        let half_open = std::cell::Cell::new(0);
+        let dead = |f: &Flow| {
+            let dead = f.deadline <= now;
+            if dead && f.state.in_handshake() {
+                half_open.set(half_open.get() + 1);
+            }
+            dead
+        };
+        let removed = self.table.sweep(budget, dead, |f| seed.hash(&f.key));
+        self.half_open = self.half_open.saturating_sub(half_open.get());
+        removed
     }
 
     /// Every live connection (for inspection and tests; not the hot path).
@@ -468,7 +595,8 @@ impl FlowTable {
     }
 }
 
-/// The identity of a fragmented datagram.
+/// The identity of a fragmented datagram (`proto` is 0 for IPv6, whose
+/// fragments are identified by addresses and identification alone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FragKey {
     pub vlan: u16,

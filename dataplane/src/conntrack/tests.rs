@@ -346,7 +346,8 @@ proptest! {
                     if table.find(&f.key, h, now).0.is_some() {
                         naive.insert(n, f);
                         let b = table.find(&f.key, h, now).0.unwrap();
-                        *table.get_mut(b, &f.key).unwrap() = f;
+                        table.remove(b);
+                        table.insert(f, h, now).expect("room for the entry just removed");
                         continue;
                     }
                     naive.retain(|_, g| g.deadline > now || table.iter().any(|t| t.key == g.key));
