@@ -631,3 +631,191 @@ fn frames_longer_than_the_ports_largest_are_dropped_as_oversize() {
     assert_eq!(out, [TO_B, drop(DropReason::Oversize)]);
     assert_eq!(worker.counters().drop_count(DropReason::Oversize), 1);
 }
+
+/// Sends `frames` as one batch from `from`; the action for each.
+fn burst(h: &mut Harness, from: Side, frames: &[Vec<u8>]) -> Vec<Action> {
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let mut out = vec![drop(DropReason::Denied); frames.len()];
+    h.worker.process_batch(&h.snap, h.now, from, &refs, &mut out);
+    out
+}
+
+/// The fragments of one datagram arrive back to back, so they usually share
+/// a burst: the later ones take the verdict of the first fragment of the same
+/// burst, in both families; a later fragment ahead of its first in the burst
+/// is still one without a first, as it would be alone.
+#[test]
+fn fragments_in_the_burst_of_their_first() {
+    for (client, web, port) in [(CLIENT, WEB, 5000), ("2001:db8:9::1", "2001:db8:1::10", 8080)] {
+        let mut h = Harness::new(&config("revalidate", false));
+        let mut allowed = Spec::udp(ip(client), 7000, ip(web), port).payload(3000);
+        if port == 8080 {
+            allowed = tcp(client, 7000, web, port, SYN).payload(3000);
+        }
+        let frags = allowed.fragments(1000);
+        assert!(frags.len() >= 4, "{client}");
+        assert_eq!(
+            burst(&mut h, Side::A, &frags),
+            vec![TO_B; frags.len()],
+            "{client}"
+        );
+        // Denied: the later fragments of the burst follow the first.
+        let mut denied = Spec::udp(ip(client), 7000, ip(web), 9999).payload(3000);
+        denied.ident = 77;
+        let frags = denied.fragments(1000);
+        let out = burst(&mut h, Side::A, &frags);
+        assert_eq!(out[0], drop(DropReason::Denied), "{client}");
+        assert!(
+            out[1..].iter().all(|&a| a == drop(DropReason::FragmentDenied)),
+            "{client}: {out:?}"
+        );
+        // Out of order within one burst: the last fragment ahead of the first.
+        let mut shuffled = allowed.clone();
+        shuffled.ident = 78;
+        let mut frags = shuffled.fragments(1000);
+        let last = frags.pop().expect("fragments");
+        frags.insert(0, last);
+        let out = burst(&mut h, Side::A, &frags);
+        assert_eq!(out[0], drop(DropReason::FragmentWithoutFirst), "{client}");
+        assert!(out[1..].iter().all(|&a| a == TO_B), "{client}: {out:?}");
+        assert_eq!(h.drops(DropReason::FragmentWithoutFirst), 1, "{client}");
+    }
+}
+
+/// A non-first IPv6 fragment holds data after its fragment header, whatever
+/// that header's next-header field says (here 60, destination options in the
+/// fragmentable part): its fate is its first fragment's, never the data's.
+#[test]
+fn ipv6_later_fragments_are_not_parsed_past_the_fragment_header() {
+    let mut h = Harness::new(&config("revalidate", false));
+    for (ident, dst_port, expected) in [(5, 8080, TO_B), (6, 9999, drop(DropReason::FragmentDenied))] {
+        let mut spec = tcp("2001:db8:9::1", 7000, "2001:db8:1::10", dst_port, SYN).payload(600);
+        spec.ident = ident;
+        let frags = spec.fragments_with_destination_options(96);
+        assert!(frags.len() >= 5);
+        // One at a time and, for another datagram, in one burst.
+        let first = h.send(Side::A, &frags[0]);
+        assert_eq!(first == TO_B, expected == TO_B, "{dst_port}");
+        for f in &frags[1..] {
+            assert_eq!(h.send(Side::A, f), expected, "{dst_port}");
+        }
+        spec.ident += 100;
+        let out = burst(&mut h, Side::A, &spec.fragments_with_destination_options(96));
+        assert!(out[1..].iter().all(|&a| a == expected), "{dst_port}: {out:?}");
+    }
+    assert_eq!(h.drops(DropReason::Ipv6ExtensionTruncated), 0);
+}
+
+/// Replies right behind their opening packet in one batch (as a capture of
+/// both directions replays, or a test sends): a reply, not a first packet.
+#[test]
+fn replies_in_the_batch_of_their_opening_packet() {
+    for (client, web, port) in [(CLIENT, WEB, 80), ("2001:db8:9::1", "2001:db8:1::10", 8080)] {
+        let v6 = port == 8080;
+        let mut h = Harness::new(&config("revalidate", false));
+        let syn = tcp(client, 40000, web, port, SYN);
+        let synack = tcp(web, port, client, 40000, SYNACK);
+        let frames = [
+            syn.build(),
+            synack.build(),
+            tcp(client, 40000, web, port, ACK).build(),
+            // web's answer to a UDP query web sends: web's ingress allows no
+            // UDP from port 53, but it is a reply.
+            Spec::udp(ip(web), 5353, ip(client), 53).build(),
+            Spec::udp(ip(client), 53, ip(web), 5353).build(),
+            // An error about the connection the batch opened: related.
+            icmp_error(client, web, v6, &synack).build(),
+        ];
+        let out = burst(&mut h, Side::A, &frames);
+        let forwarded = out.iter().filter(|&&a| a == TO_B).count();
+        assert_eq!(forwarded, frames.len(), "v6 {v6}: {out:?}");
+        let mut states = h.states();
+        states.sort_by_key(|s| *s as u8);
+        assert_eq!(states, [State::Established, State::UdpReplied], "v6 {v6}");
+        let c = h.worker.counters();
+        assert_eq!((c.flows_created.get(), c.related.get()), (2, 1), "v6 {v6}");
+        // Only the two opening packets were decided by the rules.
+        assert_eq!(c.rules.iter().map(|(_, n)| n).sum::<u64>(), 2, "v6 {v6}");
+    }
+}
+
+/// A full table with one connection in its handshake among established
+/// ones: a new SYN evicts it, whatever the hash seed; with none left, the
+/// SYN is refused, whatever the seed.
+#[test]
+fn full_table_eviction_does_not_depend_on_the_hash_seed() {
+    for seed in 0..12 {
+        let cfg = Config::parse(&config("revalidate", false), "test").expect("a valid configuration");
+        let (snap, _) = Compiler::new().compile(&cfg.model, &cfg.settings);
+        let mut h = Harness {
+            compiler: Compiler::new(),
+            snap,
+            worker: Worker::new(WorkerConfig {
+                seed: Seed::fixed(seed),
+                ..WorkerConfig::for_capacity(1024)
+            }),
+            now: NANOS,
+        };
+        let cap = h.worker.flows().capacity() as u16;
+        let lone = 1000 + (seed as u16 * 37) % cap;
+        for step in [SYN, SYNACK, ACK] {
+            let frames: Vec<Vec<u8>> = (1000..1000 + cap)
+                .filter(|&p| step == SYN || p != lone)
+                .map(|p| match step {
+                    SYNACK => tcp(WEB, 80, CLIENT, p, SYNACK).build(),
+                    s => tcp(CLIENT, p, WEB, 80, s).build(),
+                })
+                .collect();
+            let from = if step == SYNACK { Side::B } else { Side::A };
+            for chunk in frames.chunks(64) {
+                let out = burst(&mut h, from, chunk);
+                assert!(out.iter().all(|a| matches!(a, Action::Forward(_))), "seed {seed}");
+            }
+        }
+        assert_eq!(h.worker.flows().len(), usize::from(cap));
+        assert_eq!(h.worker.flows().half_open(), 1, "seed {seed}");
+        assert_eq!(h.a(&tcp(CLIENT, 9000, WEB, 80, SYN)), TO_B, "seed {seed}");
+        assert_eq!(h.worker.counters().flows_evicted.get(), 1, "seed {seed}");
+        // The half-open one left is the new one: complete it, and the table
+        // holds established connections only.
+        h.b(&tcp(WEB, 80, CLIENT, 9000, SYNACK));
+        h.a(&tcp(CLIENT, 9000, WEB, 80, ACK));
+        assert_eq!(h.worker.flows().half_open(), 0, "seed {seed}");
+        assert_eq!(
+            h.a(&tcp(CLIENT, 9001, WEB, 80, SYN)),
+            drop(DropReason::FlowTableFull),
+            "seed {seed}"
+        );
+        // Established connections were never evicted.
+        assert_eq!(h.worker.counters().flows_evicted.get(), 1, "seed {seed}");
+    }
+}
+
+/// Under a SYN flood into a full table, every new SYN evicts the oldest
+/// half-open connection: a legitimate handshake made in the middle of the
+/// flood completes while younger flood entries are evicted after it.
+#[test]
+fn a_syn_flood_evicts_the_oldest_half_open_first() {
+    let mut h = Harness::with_capacity(&config("revalidate", false), 1024);
+    let cap = h.worker.flows().capacity() as u32;
+    let flood = |n: u32| {
+        let src = format!("198.18.{}.{}", 100 + n / 250, 1 + n % 250);
+        tcp(&src, 1024 + (n % 60000) as u16, WEB, 80, SYN).build()
+    };
+    let frames: Vec<Vec<u8>> = (0..cap).map(flood).collect();
+    for chunk in frames.chunks(64) {
+        burst(&mut h, Side::A, chunk);
+    }
+    assert_eq!(h.worker.flows().half_open(), cap as usize);
+    // The legitimate client's SYN, then half a table of flood.
+    assert_eq!(h.a(&tcp(CLIENT, 40000, WEB, 80, SYN)), TO_B);
+    let frames: Vec<Vec<u8>> = (cap..cap + cap / 2).map(flood).collect();
+    for chunk in frames.chunks(64) {
+        let out = burst(&mut h, Side::A, chunk);
+        assert!(out.iter().all(|&a| a == TO_B));
+    }
+    assert_eq!(h.b(&tcp(WEB, 80, CLIENT, 40000, SYNACK)), TO_A);
+    assert_eq!(h.a(&tcp(CLIENT, 40000, WEB, 80, ACK)), TO_B);
+    assert!(h.states().contains(&State::Established));
+    assert_eq!(h.worker.counters().flows_evicted.get(), u64::from(cap / 2 + 1));
+}

@@ -5,14 +5,30 @@
 //! [`Worker::process_batch`] works phase by phase over the batch, so each phase
 //! runs a tight loop over hot data:
 //! 1. parse every frame; settle what needs no state (malformed, ARP and
-//!    neighbour discovery, non-IP, later fragments) and compute the flow key and
-//!    hash of the rest;
+//!    neighbour discovery, non-IP) and compute the flow key and hash of the
+//!    rest (for an ICMP error, of the flow it quotes);
 //! 2. look every key up in the worker's connection table; a hit advances the
 //!    connection and is forwarded (after revalidation, when the snapshot changed
-//!    and `on_rule_change = revalidate`);
+//!    and `on_rule_change = revalidate`), an ICMP error quoting a live
+//!    connection passes as related;
 //! 3. decide all misses against the snapshot in one batch call (spec section 3);
-//! 4. create connections for allowed stateful first packets (spec section 4),
-//!    record first-fragment verdicts, count.
+//! 4. in frame order, settle the misses: a connection opened by an earlier
+//!    miss of the batch takes the packet as a hit; otherwise the verdict
+//!    stands, and an allowed stateful first packet opens a connection (spec
+//!    section 4);
+//! 5. in frame order, record first-fragment verdicts and give later fragments
+//!    theirs; count.
+//!
+//! The outcome of every frame is what it would be if the frames went through
+//! one at a time, in order, whatever the batch holds: replies right behind
+//! their opening packet, the fragments of one datagram, errors quoting a
+//! connection the batch opens. Why that holds: phase 2 creates nothing, so a
+//! key that missed there stays absent for the rest of phase 2; a miss learns
+//! in phase 4 what earlier misses opened (a per-batch filter of the hashes
+//! inserted says when a second lookup is needed); the fragment table is only
+//! written and read in phase 5, in order. The one exception is a full table:
+//! an eviction in phase 4 happens after the phase 2 hits of the same batch
+//! (see [`FlowTable::insert`] for the eviction order).
 //!
 //! Then a bounded sweep reclaims expired connections. Nothing here allocates,
 //! locks, logs or makes a system call.
@@ -134,8 +150,34 @@ enum Step {
     Done(Action),
     /// Look the flow up in the connection table.
     Track,
+    /// An ICMP error quoting a flow (its key is the frame's key): passes if
+    /// the flow is a live connection, else the rules decide.
+    Related,
     /// Decide by the rules without creating state.
     Evaluate,
+    /// A later fragment: it gets its first fragment's verdict in phase 5.
+    Later,
+}
+
+/// A filter of the flow hashes inserted during one batch: a clear bit means
+/// no connection with such a hash was opened, so a lookup made before the
+/// batch's inserts still holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Inserted([u64; 4]);
+
+impl Inserted {
+    fn bit(hash: u64) -> (usize, u64) {
+        let b = (hash >> 56) as usize;
+        (b >> 6, 1 << (b & 63))
+    }
+    fn add(&mut self, hash: u64) {
+        let (w, m) = Self::bit(hash);
+        self.0[w] |= m;
+    }
+    fn may_hold(&self, hash: u64) -> bool {
+        let (w, m) = Self::bit(hash);
+        self.0[w] & m != 0
+    }
 }
 
 /// A worker's state: its connection and fragment tables, counters and batch
@@ -157,6 +199,7 @@ pub struct Worker {
     /// Connections expired during the current batch, added to the counter once
     /// at its end.
     expired: u64,
+    inserted: Inserted,
 }
 
 const EMPTY_PACKET: Packet = Packet {
@@ -195,6 +238,7 @@ impl Worker {
             packets: Box::new([EMPTY_PACKET; BATCH]),
             verdicts: Box::new([EMPTY_VERDICT; BATCH]),
             expired: 0,
+            inserted: Inserted::default(),
         }
     }
 
@@ -239,19 +283,23 @@ impl Worker {
         let n = frames.len();
         let forward = Action::Forward(from.other());
         let settings = &snap.settings;
-        let generation = snap.generation as u32;
 
         // Phase 1: parse; settle what needs no connection state.
         for i in 0..n {
             if frames[i].len() > self.max_frame {
                 self.steps[i] = Step::Done(Action::Drop(DropReason::Oversize));
+                self.parsed[i].fragment = Fragment::Whole;
                 continue;
             }
             self.steps[i] = match parse_into(frames[i], &mut self.parsed[i]) {
-                Err(reason) => Step::Done(Action::Drop(reason)),
+                Err(reason) => {
+                    // Not a fragment whose verdict later fragments could take.
+                    self.parsed[i].fragment = Fragment::Whole;
+                    Step::Done(Action::Drop(reason))
+                }
                 Ok(()) => {
                     let p = self.parsed[i];
-                    self.first_step(&p, i, now, forward, settings.forward_non_ip)
+                    self.first_step(&p, i, forward, settings.forward_non_ip)
                 }
             };
         }
@@ -261,11 +309,11 @@ impl Worker {
         // of the frame `PREFETCH_AHEAD` places later, so that a bounded number
         // of frames' table lines are on their way at any time.
         for j in 0..n + PREFETCH_AHEAD {
-            if j < n && matches!(self.steps[j], Step::Track) {
+            if j < n && matches!(self.steps[j], Step::Track | Step::Related) {
                 self.flows.prefetch(self.keys[j].2);
             }
             if let Some(i) = j.checked_sub(PREFETCH_AHEAD) {
-                if let Step::Track = self.steps[i] {
+                if let Step::Track | Step::Related = self.steps[i] {
                     let (key, _, hash) = &self.keys[i];
                     self.buckets[i] = self.flows.locate(key, *hash);
                 }
@@ -275,9 +323,20 @@ impl Worker {
         for i in 0..n {
             match self.steps[i] {
                 Step::Done(action) => out[i] = action,
+                Step::Later => {}
                 Step::Evaluate => {
                     self.misses[misses] = i as u8;
                     misses += 1;
+                }
+                Step::Related => {
+                    let key = self.keys[i].0;
+                    if self.buckets[i].is_some_and(|b| self.live(b, &key, now)) {
+                        self.stats.related.add(1);
+                        out[i] = forward;
+                    } else {
+                        self.misses[misses] = i as u8;
+                        misses += 1;
+                    }
                 }
                 Step::Track => {
                     let (key, from_lo, _) = self.keys[i];
@@ -304,31 +363,39 @@ impl Worker {
         }
         snap.decide_batch(&self.packets[..misses], &mut self.verdicts[..misses]);
 
-        // Phase 4: act on the verdicts, create connections.
+        // Phase 4: in frame order, settle the misses; create connections.
+        self.inserted = Inserted::default();
         for m in 0..misses {
             let i = usize::from(self.misses[m]);
             let v = self.verdicts[m];
-            count_rules(&self.stats, &v);
-            count_interfaces(&self.stats, &v);
-            out[i] = if !v.allowed {
-                Action::Drop(if v.ingress.is_none() && v.egress.is_none() {
-                    DropReason::Unprotected
-                } else {
-                    DropReason::Denied
-                })
-            } else if v.stateful && matches!(self.steps[i], Step::Track) && creates(&self.parsed[i]) {
-                self.open(i, generation, settings.tcp_pickup, now, snap)
-                    .map_or_else(Action::Drop, |()| forward)
-            } else {
-                forward
-            };
+            out[i] = self.settle(snap, i, &v, now, forward);
         }
 
-        // First fragments: remember the verdict for the rest of the datagram.
+        // Phase 5: in frame order, first fragments record their verdict for
+        // the rest of the datagram, later fragments take it.
         let frag_deadline = now.saturating_add(u64::from(settings.fragment_timeout_secs) * NANOS);
         let mut rx_bytes = 0;
         let (mut fwd, mut fwd_bytes) = (0, 0);
         for i in 0..n {
+            match self.parsed[i].fragment {
+                Fragment::Whole => {}
+                Fragment::Later(id) => {
+                    if let Step::Later = self.steps[i] {
+                        out[i] = match self.frags.verdict(&frag_key(&self.parsed[i], id), now) {
+                            Some(true) => forward,
+                            Some(false) => Action::Drop(DropReason::FragmentDenied),
+                            None => Action::Drop(DropReason::FragmentWithoutFirst),
+                        };
+                    }
+                }
+                Fragment::First(id) => {
+                    let allowed = matches!(out[i], Action::Forward(_));
+                    let key = frag_key(&self.parsed[i], id);
+                    if self.frags.record(key, allowed, frag_deadline, now).is_err() {
+                        out[i] = Action::Drop(DropReason::FragmentTableFull);
+                    }
+                }
+            }
             let len = frames[i].len() as u64;
             rx_bytes += len;
             match out[i] {
@@ -337,23 +404,6 @@ impl Worker {
                     fwd_bytes += len;
                 }
                 Action::Drop(reason) => self.stats.drops[reason.index()].add(1),
-            }
-            if let (Step::Track | Step::Evaluate, Fragment::First(id)) =
-                (self.steps[i], self.parsed[i].fragment)
-            {
-                let allowed = matches!(out[i], Action::Forward(_));
-                if self
-                    .frags
-                    .record(frag_key(&self.parsed[i], id), allowed, frag_deadline, now)
-                    .is_err()
-                {
-                    out[i] = Action::Drop(DropReason::FragmentTableFull);
-                    self.stats.drops[DropReason::FragmentTableFull.index()].add(1);
-                    if allowed {
-                        fwd -= 1;
-                        fwd_bytes -= len;
-                    }
-                }
             }
         }
 
@@ -373,7 +423,7 @@ impl Worker {
     }
 
     /// Phase 1 for a parsed frame.
-    fn first_step(&mut self, p: &Parsed, i: usize, now: u64, forward: Action, forward_non_ip: bool) -> Step {
+    fn first_step(&mut self, p: &Parsed, i: usize, forward: Action, forward_non_ip: bool) -> Step {
         match p.network {
             Network::Arp => {
                 self.stats.unevaluated.add(1);
@@ -383,38 +433,90 @@ impl Worker {
             Network::Other(_) => return Step::Done(Action::Drop(DropReason::NonIp)),
             Network::Ipv4 | Network::Ipv6 => {}
         }
-        if let Fragment::Later(id) = p.fragment {
-            return Step::Done(match self.frags.verdict(&frag_key(p, id), now) {
-                Some(true) => forward,
-                Some(false) => Action::Drop(DropReason::FragmentDenied),
-                None => Action::Drop(DropReason::FragmentWithoutFirst),
-            });
+        if let Fragment::Later(_) = p.fragment {
+            return Step::Later;
         }
-        match p.icmp {
+        let flow = match p.icmp {
             IcmpKind::NeighbourDiscovery => {
                 self.stats.unevaluated.add(1);
-                Step::Done(forward)
+                return Step::Done(forward);
             }
-            IcmpKind::Error(inner) => {
-                // Related to a live connection: passes, in either direction.
-                if let Some(inner) = inner {
-                    let (key, _) = FlowKey::new(p.vlan, p.is_v6(), &inner);
-                    let hash = self.flows.hash(&key);
-                    let (bucket, expired) = self.flows.find(&key, hash, now);
-                    self.expired += u64::from(expired);
-                    if bucket.is_some() {
-                        self.stats.related.add(1);
-                        return Step::Done(forward);
+            IcmpKind::Other | IcmpKind::Error(None) => return Step::Evaluate,
+            // Related to a live connection, it passes in either direction.
+            IcmpKind::Error(Some(quoted)) => quoted,
+            IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => p.tuple(),
+        };
+        let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), &flow);
+        self.keys[i] = (key, from_lo, self.flows.hash(&key));
+        if let IcmpKind::Error(_) = p.icmp {
+            Step::Related
+        } else {
+            Step::Track
+        }
+    }
+
+    /// Whether the connection in `bucket` holds `key` and is live; an expired
+    /// one is removed.
+    #[inline(never)]
+    fn live(&mut self, bucket: Slot, key: &FlowKey, now: u64) -> bool {
+        let Some(flow) = self.flows.get_mut(bucket, key) else {
+            return false;
+        };
+        if flow.deadline > now {
+            return true;
+        }
+        self.flows.remove(bucket);
+        self.expired += 1;
+        false
+    }
+
+    /// The live connection with frame `i`'s key, if an earlier frame of the
+    /// batch may have opened it (the phase 2 lookup stands otherwise).
+    fn opened_in_batch(&mut self, i: usize, now: u64) -> Option<Slot> {
+        let (key, _, hash) = self.keys[i];
+        if !self.inserted.may_hold(hash) {
+            return None;
+        }
+        let (bucket, expired) = self.flows.find(&key, hash, now);
+        self.expired += u64::from(expired);
+        bucket
+    }
+
+    /// Phase 4 for the miss in frame `i`, decided `v` by the rules (out of
+    /// line, away from the hit path).
+    #[inline(never)]
+    fn settle(&mut self, snap: &Snapshot, i: usize, v: &Verdict, now: u64, forward: Action) -> Action {
+        let step = self.steps[i];
+        match step {
+            Step::Track => {
+                if let Some(bucket) = self.opened_in_batch(i, now) {
+                    let (key, from_lo, _) = self.keys[i];
+                    match self.hit(snap, bucket, &key, from_lo, self.parsed[i].tcp_flags, now) {
+                        Hit::Pass => return forward,
+                        Hit::Drop(reason) => return Action::Drop(reason),
+                        // Removed just now: this packet opens it anew.
+                        Hit::FirstPacket => {}
                     }
                 }
-                Step::Evaluate
             }
-            IcmpKind::Other => Step::Evaluate,
-            IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => {
-                let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), &p.tuple());
-                self.keys[i] = (key, from_lo, self.flows.hash(&key));
-                Step::Track
+            Step::Related if self.opened_in_batch(i, now).is_some() => {
+                self.stats.related.add(1);
+                return forward;
             }
+            _ => {}
+        }
+        count_rules(&self.stats, v);
+        count_interfaces(&self.stats, v);
+        if !v.allowed {
+            Action::Drop(if v.ingress.is_none() && v.egress.is_none() {
+                DropReason::Unprotected
+            } else {
+                DropReason::Denied
+            })
+        } else if v.stateful && matches!(self.steps[i], Step::Track) && creates(&self.parsed[i]) {
+            self.open(i, snap, now).map_or_else(Action::Drop, |()| forward)
+        } else {
+            forward
         }
     }
 
@@ -422,8 +524,9 @@ impl Worker {
     /// have expired, or been removed by an earlier packet of the batch):
     /// advances it, after revalidating it when the snapshot changed and the
     /// settings ask for it. The common case stays inline; the rest is
-    /// [`Worker::hit_rare`].
-    #[inline]
+    /// [`Worker::hit_rare`]. Always inlined into the lookup loop: as a call
+    /// it cost established flows about a fifth of their rate.
+    #[inline(always)]
     fn hit(
         &mut self,
         snap: &Snapshot,
@@ -450,7 +553,9 @@ impl Worker {
             };
             return self.hit_rare(snap, bucket, key, reopened, seen);
         }
-        passes(flow, snap, from_lo, tcp_flags, now);
+        if passes(flow, snap, from_lo, tcp_flags, now) {
+            self.flows.left_handshake();
+        }
         Hit::Pass
     }
 
@@ -477,36 +582,21 @@ impl Worker {
             self.flows.remove(bucket);
             return Hit::FirstPacket;
         }
-        passes(flow, snap, seen.from_lo, seen.tcp_flags, seen.now);
+        if passes(flow, snap, seen.from_lo, seen.tcp_flags, seen.now) {
+            self.flows.left_handshake();
+        }
         Hit::Pass
     }
 
-    /// Creates the connection for an allowed stateful first packet (frame `i`);
-    /// `Err` with the reason to drop it instead.
-    fn open(
-        &mut self,
-        i: usize,
-        generation: u32,
-        pickup: bool,
-        now: u64,
-        snap: &Snapshot,
-    ) -> Result<(), DropReason> {
+    /// Creates the connection for an allowed stateful first packet (frame `i`,
+    /// whose key is not in the table); `Err` with the reason to drop it
+    /// instead.
+    fn open(&mut self, i: usize, snap: &Snapshot, now: u64) -> Result<(), DropReason> {
         let (key, from_lo, hash) = self.keys[i];
         let flags = self.parsed[i].tcp_flags;
-        // An earlier packet of this batch may have opened it already.
-        let (bucket, expired) = self.flows.find(&key, hash, now);
-        self.expired += u64::from(expired);
-        if let Some(bucket) = bucket {
-            match self.hit(snap, bucket, &key, from_lo, flags, now) {
-                Hit::Pass => return Ok(()),
-                Hit::Drop(reason) => return Err(reason),
-                // Removed just now: this packet opens it anew.
-                Hit::FirstPacket => {}
-            }
-        }
         if key.proto() == PROTO_TCP {
             let syn = flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
-            if !syn && !pickup {
+            if !syn && !snap.settings.tcp_pickup {
                 return Err(DropReason::TcpInvalid);
             }
             if !syn && flags & TCP_RST != 0 {
@@ -514,10 +604,11 @@ impl Worker {
                 return Ok(());
             }
         }
-        let mut flow = Flow::new(key, from_lo, flags, generation);
+        let mut flow = Flow::new(key, from_lo, flags, snap.generation as u32);
         flow.touch(now, &snap.settings.timeouts);
         match self.flows.insert(flow, hash, now) {
             Ok((_, reclaimed)) => {
+                self.inserted.add(hash);
                 self.stats.flows_created.add(1);
                 self.expired += u64::from(reclaimed.expired);
                 self.stats.flows_evicted.add(u64::from(reclaimed.evicted));
@@ -528,12 +619,15 @@ impl Worker {
     }
 }
 
-/// Advances a connection by a packet that passes.
+/// Advances a connection by a packet that passes; true when that ended its
+/// handshake (the table must be told: [`FlowTable::left_handshake`]).
 #[inline]
-fn passes(flow: &mut Flow, snap: &Snapshot, from_lo: bool, tcp_flags: u8, now: u64) {
+fn passes(flow: &mut Flow, snap: &Snapshot, from_lo: bool, tcp_flags: u8, now: u64) -> bool {
+    let was = flow.state.in_handshake();
     flow.generation = snap.generation as u32;
     flow.advance(from_lo, tcp_flags);
     flow.touch(now, &snap.settings.timeouts);
+    was && !flow.state.in_handshake()
 }
 
 /// Whether an allowed stateful first packet opens a connection: everything but
@@ -564,11 +658,17 @@ fn count_interfaces(stats: &Counters, v: &Verdict) {
     }
 }
 
+/// The datagram a fragment belongs to: IPv4 by (source, destination,
+/// protocol, identification) as RFC 791 reassembles, IPv6 by (source,
+/// destination, identification) as RFC 8200 does (the protocol a first
+/// fragment reports is the one after its extension headers, which a later
+/// fragment does not carry).
 fn frag_key(p: &Parsed, id: u32) -> FragKey {
+    let v6 = p.is_v6();
     FragKey {
         vlan: p.vlan,
-        v6: p.is_v6(),
-        proto: p.proto,
+        v6,
+        proto: if v6 { 0 } else { p.proto },
         id,
         src: p.src,
         dst: p.dst,
