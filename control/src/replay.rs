@@ -3,10 +3,14 @@
 //! The configuration is compiled into a snapshot exactly as the daemon does it,
 //! and the capture's frames go through one worker's `process_batch` in batches,
 //! with the capture's timestamps as the clock (so timeouts behave as they did
-//! on the wire). A bridge has two ports: a frame is from side A when its source
-//! MAC or source IP matches one of the `--side-a` items, else from side B; with
-//! no items every frame is from A. Allowed and dropped frames can be written to
-//! captures of their own.
+//! on the wire), and the `[appliance]` table's `mtu` (its default without the
+//! table) as the longest frame. A bridge has two ports: a frame is from side A
+//! when its source MAC or source IP matches one of the `--side-a` items, else
+//! from side B; with no items every frame is from A. A batch is a run of
+//! frames of one side, as the daemon's bursts are per port; since the worker
+//! decides a batch as it would the same frames one by one, how the frames are
+//! cut into batches changes no verdict. Allowed and dropped frames can be
+//! written to captures of their own.
 
 use std::fmt::Write as _;
 use std::io;
@@ -103,8 +107,10 @@ const BATCH_SPAN: u64 = 1_000_000;
 pub fn replay(config: &Config, opts: &Options) -> io::Result<std::sync::Arc<Counters>> {
     let (snap, _) = Compiler::new().compile(&config.model, &config.settings);
     let capacity = usize::try_from(config.settings.flow_table_capacity).unwrap_or(usize::MAX);
+    let appliance = config.appliance.clone().unwrap_or_default();
     let mut worker = Worker::new(WorkerConfig {
         seed: Seed::random(),
+        max_frame: appliance.max_frame(),
         ..WorkerConfig::for_capacity(capacity)
     });
     let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", opts.pcap.display()));

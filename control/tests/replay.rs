@@ -96,30 +96,42 @@ fn count(path: &Path) -> u64 {
     r.frames
 }
 
-#[test]
-fn replay_counts_every_kind_of_traffic() {
-    let dir = std::env::temp_dir().join(format!("rampart-replay-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let input = dir.join("in.pcap");
-    let frames = capture();
-    let mut w = Writer::create(&input).expect("create");
+/// A directory of its own for one test, removed when it ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("rampart-replay-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `frames` to a capture `gap_ns` apart.
+fn write_capture(path: &Path, frames: &[Vec<u8>], gap_ns: u64) {
+    let mut w = Writer::create(path).expect("create");
     for (i, f) in frames.iter().enumerate() {
-        w.write(f, 1_700_000_000_000_000_000 + i as u64 * 1_000_000)
+        w.write(f, 1_700_000_000_000_000_000 + i as u64 * gap_ns)
             .expect("write");
     }
     w.finish().expect("flush");
-    let (allowed, dropped) = (dir.join("allowed.pcap"), dir.join("dropped.pcap"));
+}
+
+/// Runs `rampart replay` and returns what it printed; panics if it failed.
+fn replay(config: &Path, input: &Path, extra: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
         .arg("replay")
         .arg("--config")
-        .arg(example())
+        .arg(config)
         .arg("--pcap")
-        .arg(&input)
-        .arg("--allowed")
-        .arg(&allowed)
-        .arg("--dropped")
-        .arg(&dropped)
-        .args(["--side-a", "02:00:00:00:00:0a"])
+        .arg(input)
+        .args(extra)
         .output()
         .expect("runs");
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
@@ -127,6 +139,27 @@ fn replay_counts_every_kind_of_traffic() {
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn replay_counts_every_kind_of_traffic() {
+    let dir = TempDir::new("kinds");
+    let input = dir.0.join("in.pcap");
+    write_capture(&input, &capture(), 1_000_000);
+    let (allowed, dropped) = (dir.0.join("allowed.pcap"), dir.0.join("dropped.pcap"));
+    let stdout = replay(
+        &example(),
+        &input,
+        &[
+            "--allowed".as_ref(),
+            allowed.as_ref(),
+            "--dropped".as_ref(),
+            dropped.as_ref(),
+            "--side-a".as_ref(),
+            "02:00:00:00:00:0a".as_ref(),
+        ],
     );
     for line in [
         // 9 session frames (with the related error), 2 UDP, 2 ping and 3
@@ -147,7 +180,76 @@ fn replay_counts_every_kind_of_traffic() {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
     assert_eq!((count(&allowed), count(&dropped)), (16, 5));
-    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// A capture from a link interleaves both directions with round trips far
+/// below a millisecond. Without `--side-a`, each reply lands in the same
+/// batch as the packet it answers; the verdicts must be the appliance's
+/// (as with the sides given), not those of first packets.
+#[test]
+fn replay_without_sides_gives_the_appliance_verdicts_at_any_spacing() {
+    let dir = TempDir::new("sides");
+    let input = dir.0.join("in.pcap");
+    for gap_ns in [1_000_000, 20_000, 0] {
+        write_capture(&input, &capture(), gap_ns);
+        let stdout = replay(&example(), &input, &[]);
+        for line in [
+            "frames: 21 received, 16 forwarded, 5 dropped",
+            "  denied                           1",
+            "  fragment_without_first           1",
+            "connections: 4 created, 0 expired, 0 evicted, 0 revoked; 1 related ICMP errors passed",
+        ] {
+            assert!(
+                stdout.contains(line),
+                "{gap_ns} ns apart: missing {line:?} in:\n{stdout}"
+            );
+        }
+    }
+}
+
+/// Frames longer than the `[appliance]` MTU (plus Ethernet and two VLAN
+/// tags) are dropped as oversize, as the daemon drops them; the default MTU
+/// (1500) applies without the table.
+#[test]
+fn replay_drops_frames_over_the_appliance_mtu() {
+    let dir = TempDir::new("mtu");
+    let input = dir.0.join("in.pcap");
+    // web's egress allows everything: only the length decides.
+    let frame = |len: usize| {
+        let f = from_web(Spec::udp(ip(WEB), 5353, ip(CLIENT), 53).payload(len - 42)).build();
+        assert_eq!(f.len(), len);
+        f
+    };
+    write_capture(
+        &input,
+        &[frame(1000), frame(1300), frame(1522), frame(1523), frame(3000)],
+        1000,
+    );
+    let stdout = replay(&example(), &input, &[]);
+    assert!(
+        stdout.contains("frames: 5 received, 3 forwarded, 2 dropped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  oversize                         2"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(example()).expect("the example");
+    let config = dir.0.join("mtu.toml");
+    std::fs::write(
+        &config,
+        format!("{text}\n[appliance]\nport_a = \"a0\"\nport_b = \"b0\"\nmtu = 1200\n"),
+    )
+    .expect("write");
+    let stdout = replay(&config, &input, &[]);
+    assert!(
+        stdout.contains("frames: 5 received, 1 forwarded, 4 dropped"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  oversize                         4"),
+        "{stdout}"
+    );
 }
 
 #[test]
