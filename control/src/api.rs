@@ -43,8 +43,8 @@ use crate::config::{Config, Summary};
 use crate::explain;
 use crate::metrics::Metrics;
 use crate::model::{
-    eval, ErrorCode, Errors, GroupSpec, GroupUpdate, InterfaceSpec, Model, ModelError, PrefixListSpec,
-    RuleSpec, VpcSpec,
+    ErrorCode, Errors, GroupSpec, GroupUpdate, InterfaceSpec, Model, ModelError, PrefixListSpec, RuleSpec,
+    VpcSpec,
 };
 use crate::state::StateDir;
 
@@ -787,11 +787,11 @@ async fn explain_packet(State(api): State<Arc<Api>>, Body(req): Body<ExplainRequ
     };
     let words: Vec<String> = req.packet.split_whitespace().map(str::to_owned).collect();
     let pkt = explain::parse_packet(&words, vlan).map_err(|e| ApiError::field("invalid", "packet", e))?;
-    let verdict = eval::evaluate(m, c.config.settings.unprotected, &pkt);
+    let e = explain::explain(m, &c.config.settings, &pkt);
     Ok(Json(json!({
-        "allowed": verdict.allowed,
-        "stateful": verdict.stateful,
-        "text": explain::render(m, &c.config.settings, &pkt, &verdict),
+        "allowed": e.allowed,
+        "stateful": e.tracked,
+        "text": e.text,
     })))
 }
 

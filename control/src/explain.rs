@@ -13,11 +13,18 @@
 //! `to` may replace `->` (which a shell must see quoted, since `>` redirects).
 //! tcp, udp and sctp need both ports; icmp and icmpv6 need a type (the code
 //! defaults to 0); other protocols (a number) take neither.
+//!
+//! The answer is what the appliance does with such a packet as the first of
+//! its flow (a TCP packet is taken to be a SYN): what the pipeline settles
+//! before the rules (neighbour discovery, spec section 5) is said so, and
+//! which packets open a connection follows spec section 4. This module
+//! decides that from the packet description alone and shares no code with
+//! the pipeline, so that a test can hold one against the other.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::model::eval::{Check, Decision, Packet, Verdict};
+use crate::model::eval::{self, Check, Decision, Packet, Verdict};
 use crate::model::{proto, Direction, Family, Model, Protocol};
 use crate::settings::Settings;
 
@@ -156,6 +163,75 @@ fn parse_endpoint(s: &str) -> Result<(IpAddr, Option<u16>), String> {
     }
 }
 
+/// What the appliance does with a described first packet, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub allowed: bool,
+    /// Whether the packet opens a connection that its replies pass through.
+    pub tracked: bool,
+    /// For a person: the verdict first, then the reasons.
+    pub text: String,
+}
+
+/// Explains `pkt` as the first packet of its flow against `model`.
+pub fn explain(model: &Model, settings: &Settings, pkt: &Packet) -> Explanation {
+    if let Some(why) = settled_before_rules(pkt) {
+        return Explanation {
+            allowed: true,
+            tracked: false,
+            text: format!("verdict: allow\n  {why}\n"),
+        };
+    }
+    let verdict = eval::evaluate(model, settings.unprotected, pkt);
+    Explanation {
+        allowed: verdict.allowed,
+        tracked: verdict.allowed && verdict.stateful && opens_connection(pkt),
+        text: render(model, settings, pkt, &verdict),
+    }
+}
+
+/// Why the appliance passes `pkt` without evaluating any rule, if it does:
+/// neighbour discovery (ICMPv6 types 133-137), so that addresses can be
+/// resolved whatever the rules say.
+fn settled_before_rules(pkt: &Packet) -> Option<String> {
+    if pkt.protocol != proto::ICMPV6 {
+        return None;
+    }
+    let name = match pkt.icmp_type {
+        133 => "router solicitation",
+        134 => "router advertisement",
+        135 => "neighbour solicitation",
+        136 => "neighbour advertisement",
+        137 => "redirect",
+        _ => return None,
+    };
+    Some(format!(
+        "neighbour discovery ({name}, icmpv6 type {}) passes without evaluation, so that addresses can be resolved",
+        pkt.icmp_type
+    ))
+}
+
+/// Whether an allowed first packet of a stateful policy opens a connection:
+/// any protocol but ICMP, and of ICMP an echo request only.
+fn opens_connection(pkt: &Packet) -> bool {
+    match pkt.protocol {
+        proto::ICMP => pkt.icmp_type == 8,
+        proto::ICMPV6 => pkt.icmp_type == 128,
+        _ => true,
+    }
+}
+
+/// Whether `pkt` is an ICMP error (destination unreachable, packet too big,
+/// time exceeded, parameter problem), which passes as related traffic when
+/// the packet it quotes belongs to a live connection.
+fn is_icmp_error(pkt: &Packet) -> bool {
+    match pkt.protocol {
+        proto::ICMP => matches!(pkt.icmp_type, 3 | 11 | 12),
+        proto::ICMPV6 => matches!(pkt.icmp_type, 1..=4),
+        _ => false,
+    }
+}
+
 /// Renders a verdict for a person: the verdict first, then one line per side.
 pub fn render(model: &Model, settings: &Settings, pkt: &Packet, verdict: &Verdict) -> String {
     let mut out = String::new();
@@ -203,12 +279,20 @@ pub fn render(model: &Model, settings: &Settings, pkt: &Packet, verdict: &Verdic
     if verdict.allowed {
         let state = if verdict.checks.iter().all(|c| c.decision == Decision::NotFiltered) {
             "not tracked: no security group applies (bare metal without groups is not filtered)"
-        } else if verdict.stateful {
-            "tracked: every evaluated group is stateful, so replies pass as part of the connection"
-        } else {
+        } else if !verdict.stateful {
             "not tracked: an evaluated group is stateless, so every packet is evaluated in its own direction"
+        } else if !opens_connection(pkt) {
+            "not tracked: of ICMP, only an echo request opens a connection"
+        } else {
+            "tracked: every evaluated group is stateful, so replies pass as part of the connection"
         };
         let _ = writeln!(out, "  connection {state}");
+    }
+    if is_icmp_error(pkt) {
+        let _ = writeln!(
+            out,
+            "  an ICMP error quoting a packet of a live connection passes as related traffic, unevaluated; this verdict is for one that quotes none"
+        );
     }
     out
 }
@@ -254,6 +338,50 @@ mod tests {
 
     fn words(s: &str) -> Vec<String> {
         s.split(' ').map(str::to_owned).collect()
+    }
+
+    /// Neighbour discovery passes unevaluated, as the appliance passes it,
+    /// even where no rule allows ICMPv6 at all; other ICMPv6 is judged by the
+    /// rules.
+    #[test]
+    fn neighbour_discovery_passes_without_evaluation() {
+        let text = r#"
+[[vpc]]
+name = "v"
+
+[[security_group]]
+vpc = "v"
+name = "closed"
+kind = "advanced"
+
+[[interface]]
+vpc = "v"
+name = "i"
+addresses = ["2001:db8:1::10"]
+groups = ["closed"]
+"#;
+        let config = crate::config::Config::parse(text, "test").unwrap();
+        for t in 133..=137 {
+            let pkt = parse_packet(
+                &words(&format!("icmpv6 2001:db8::7 -> 2001:db8:1::10 type {t}")),
+                None,
+            )
+            .unwrap();
+            let e = explain(&config.model, &config.settings, &pkt);
+            assert!(e.allowed && !e.tracked, "type {t}: {}", e.text);
+            assert!(e.text.contains("neighbour discovery"), "{}", e.text);
+            assert!(e.text.contains("passes without evaluation"), "{}", e.text);
+        }
+        for t in [128, 132, 138] {
+            let pkt = parse_packet(
+                &words(&format!("icmpv6 2001:db8::7 -> 2001:db8:1::10 type {t}")),
+                None,
+            )
+            .unwrap();
+            let e = explain(&config.model, &config.settings, &pkt);
+            assert!(!e.allowed, "type {t}: {}", e.text);
+            assert!(e.text.contains("implicit deny"), "{}", e.text);
+        }
     }
 
     #[test]

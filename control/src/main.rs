@@ -14,7 +14,6 @@ use clap::{Parser, Subcommand};
 use rampart_control::config::{Config, ConfigError, Summary};
 use rampart_control::daemon;
 use rampart_control::explain;
-use rampart_control::model::eval;
 use rampart_control::replay::{self, SideRule};
 use rampart_dataplane::stats::Totals;
 
@@ -245,12 +244,9 @@ fn run_explain(path: &std::path::Path, vlan: Option<u16>, vpc: Option<&str>, pac
         Ok(p) => p,
         Err(msg) => return bad(msg),
     };
-    let verdict = eval::evaluate(&config.model, config.settings.unprotected, &pkt);
-    print!(
-        "{}",
-        explain::render(&config.model, &config.settings, &pkt, &verdict)
-    );
-    if verdict.allowed {
+    let explanation = explain::explain(&config.model, &config.settings, &pkt);
+    print!("{}", explanation.text);
+    if explanation.allowed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
