@@ -5,3 +5,4 @@ pub mod api;
 pub mod daemon;
 pub mod netns;
 pub mod prometheus;
+pub mod random_model;
