@@ -114,6 +114,8 @@ check pass    "HTTP over IPv6 client -> [2001:db8::20]:80"    ip netns exec "$C"
 check blocked "SSH client -> web-1:22 (no rule: times out)"  connect "$C" 198.18.0.1 198.18.0.20 22
 check pass    "ping client -> web-1 (ICMP echo allowed)"     ip netns exec "$C" ping -c 2 -i 0.2 -W 2 198.18.0.20
 check pass    "ping6 client -> web-1"                        ip netns exec "$C" ping -6 -c 2 -i 0.2 -W 2 2001:db8::20
+check pass    "ping -s 3000 client -> web-1 (fragments)"     ip netns exec "$C" ping -s 3000 -c 2 -i 0.2 -W 2 198.18.0.20
+check pass    "ping6 -s 3000 client -> web-1 (fragments)"    ip netns exec "$C" ping -6 -s 3000 -c 2 -i 0.2 -W 2 2001:db8::20
 check pass    "app-1 -> db-1:3306 (group app), reply back"   connect "$C" 198.18.0.10 198.18.0.30 3306
 check blocked "client -> db-1:3306 (not in group app)"       connect "$C" 198.18.0.1 198.18.0.30 3306
 check blocked "ping client -> db-1 (advanced group, no rule)" ip netns exec "$C" ping -c 1 -W 2 198.18.0.30
