@@ -436,23 +436,29 @@ impl Worker {
         if let Fragment::Later(_) = p.fragment {
             return Step::Later;
         }
-        let flow = match p.icmp {
+        match p.icmp {
             IcmpKind::NeighbourDiscovery => {
                 self.stats.unevaluated.add(1);
-                return Step::Done(forward);
+                Step::Done(forward)
             }
-            IcmpKind::Other | IcmpKind::Error(None) => return Step::Evaluate,
+            IcmpKind::Other | IcmpKind::Error(None) => Step::Evaluate,
             // Related to a live connection, it passes in either direction.
-            IcmpKind::Error(Some(quoted)) => quoted,
-            IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => p.tuple(),
-        };
-        let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), &flow);
-        self.keys[i] = (key, from_lo, self.flows.hash(&key));
-        if let IcmpKind::Error(_) = p.icmp {
-            Step::Related
-        } else {
-            Step::Track
+            IcmpKind::Error(Some(quoted)) => {
+                self.key(i, p, &quoted);
+                Step::Related
+            }
+            IcmpKind::No | IcmpKind::EchoRequest(_) | IcmpKind::EchoReply(_) => {
+                self.key(i, p, &p.tuple());
+                Step::Track
+            }
         }
+    }
+
+    /// Sets frame `i`'s key (and hash) to that of `flow`, seen in `p`.
+    #[inline(always)]
+    fn key(&mut self, i: usize, p: &Parsed, flow: &Tuple) {
+        let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), flow);
+        self.keys[i] = (key, from_lo, self.flows.hash(&key));
     }
 
     /// Whether the connection in `bucket` holds `key` and is live; an expired
