@@ -329,8 +329,13 @@ impl Worker {
                     misses += 1;
                 }
                 Step::Related => {
-                    let key = self.keys[i].0;
-                    if self.buckets[i].is_some_and(|b| self.live(b, &key, now)) {
+                    let (key, _, _) = self.keys[i];
+                    let (live, expired) = match self.buckets[i] {
+                        Some(b) => self.flows.live(b, &key, now),
+                        None => (None, false),
+                    };
+                    self.expired += u64::from(expired);
+                    if live.is_some() {
                         self.stats.related.add(1);
                         out[i] = forward;
                     } else {
@@ -459,21 +464,6 @@ impl Worker {
     fn key(&mut self, i: usize, p: &Parsed, flow: &Tuple) {
         let (key, from_lo) = FlowKey::new(p.vlan, p.is_v6(), flow);
         self.keys[i] = (key, from_lo, self.flows.hash(&key));
-    }
-
-    /// Whether the connection in `bucket` holds `key` and is live; an expired
-    /// one is removed.
-    #[inline(never)]
-    fn live(&mut self, bucket: Slot, key: &FlowKey, now: u64) -> bool {
-        let Some(flow) = self.flows.get_mut(bucket, key) else {
-            return false;
-        };
-        if flow.deadline > now {
-            return true;
-        }
-        self.flows.remove(bucket);
-        self.expired += 1;
-        false
     }
 
     /// The live connection with frame `i`'s key, if an earlier frame of the

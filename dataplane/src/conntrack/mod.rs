@@ -432,16 +432,24 @@ impl FlowTable {
     /// (counted in the return's second field) and reported absent.
     #[inline]
     pub fn find(&mut self, key: &FlowKey, hash: u64, now: u64) -> (Option<Slot>, bool) {
-        let Some(slot) = self.locate(key, hash) else {
-            return (None, false);
-        };
+        match self.locate(key, hash) {
+            Some(slot) => self.live(slot, key, now),
+            None => (None, false),
+        }
+    }
+
+    /// `slot` (as located earlier in a batch) if it still holds `key` and the
+    /// connection is live. An expired one is removed (counted in the return's
+    /// second field) and reported absent.
+    #[inline]
+    pub fn live(&mut self, slot: Slot, key: &FlowKey, now: u64) -> (Option<Slot>, bool) {
         match self.table.get(slot) {
-            Some(f) if f.deadline > now => (Some(slot), false),
-            Some(_) => {
+            Some(f) if f.key == *key && f.deadline > now => (Some(slot), false),
+            Some(f) if f.key == *key => {
                 self.remove(slot);
                 (None, true)
             }
-            None => (None, false),
+            _ => (None, false),
         }
     }
 
