@@ -469,16 +469,26 @@ impl FlowTable {
     /// Accounts for a removed entry.
     fn forget(&mut self, gone: &Flow) {
         if gone.state.in_handshake() {
+            debug_assert!(self.half_open > 0, "a half-open entry went uncounted");
             self.half_open = self.half_open.saturating_sub(1);
         }
     }
 
     /// Records that a connection of the table left its handshake (a packet
     /// moved it on from SYN sent or SYN received). The table's owner changes
-    /// states through [`FlowTable::get_mut`] and must say so.
+    /// states through [`FlowTable::get_mut`] and must say so; the count is
+    /// checked against the table in debug builds at every ring rebuild and
+    /// by [`FlowTable::half_open_counted`].
     #[inline]
     pub fn left_handshake(&mut self) {
+        debug_assert!(self.half_open > 0, "left a handshake nobody counted");
         self.half_open = self.half_open.saturating_sub(1);
+    }
+
+    /// The half-open entries counted from the table itself (O(buckets), for
+    /// tests), to compare with [`FlowTable::half_open`].
+    pub fn half_open_counted(&self) -> usize {
+        self.table.iter().filter(|f| f.state.in_handshake()).count()
     }
 
     /// Inserts a new connection (its key must not be in the table). When the
@@ -542,40 +552,49 @@ impl FlowTable {
     }
 
     /// Removes and returns the oldest connection in its handshake, if any.
-    /// Stale hashes (connections that left the handshake or are gone) are
-    /// dropped on the way; if the ring runs dry while half-open entries
-    /// remain (its oldest hashes were overwritten), it is rebuilt from a scan
-    /// of the table. A rebuild needs the ring to have overflowed, which takes
-    /// as many inserts as the table holds since the last rebuild, so its
-    /// O(buckets) cost is O(1) per insert amortised.
+    /// If the ring runs dry while half-open entries remain (its oldest hashes
+    /// were overwritten), it is rebuilt from a scan of the table. A rebuild
+    /// needs the ring to have overflowed, which takes as many inserts as the
+    /// table holds since the last rebuild, so its O(buckets) cost is O(1) per
+    /// insert amortised.
     fn evict_half_open(&mut self) -> Option<Flow> {
         if self.half_open == 0 {
             return None;
         }
+        if let Some(oldest) = self.pop_half_open() {
+            return Some(oldest);
+        }
+        self.rebuild_ring();
+        self.pop_half_open()
+    }
+
+    /// Removes the connection of the oldest hash in the ring that is still
+    /// in its handshake, dropping the stale hashes before it.
+    fn pop_half_open(&mut self) -> Option<Flow> {
         let seed = self.seed;
-        for rebuilt in [false, true] {
-            while let Some(hash) = self.ring_pop() {
-                let slot = self
-                    .table
-                    .find(hash, |f| f.state.in_handshake() && seed.hash(&f.key) == hash);
-                if let Some(slot) = slot {
-                    return self.table.remove(slot);
-                }
+        while let Some(hash) = self.ring_pop() {
+            let slot = self
+                .table
+                .find(hash, |f| f.state.in_handshake() && seed.hash(&f.key) == hash);
+            if let Some(slot) = slot {
+                return self.table.remove(slot);
             }
-            if rebuilt {
-                break;
-            }
-            // Rebuild: every half-open entry, in table order; the count too.
-            let (mut n, size) = (0, self.ring.len());
-            for f in self.table.iter() {
-                if f.state.in_handshake() && n < size {
-                    self.ring[n] = seed.hash(&f.key);
-                    n += 1;
-                }
-            }
-            (self.ring_head, self.ring_len, self.half_open) = (0, n, n);
         }
         None
+    }
+
+    /// Refills the ring with every half-open entry, in table order, and
+    /// recounts them.
+    fn rebuild_ring(&mut self) {
+        let seed = self.seed;
+        let mut n = 0;
+        // The table holds at most `capacity` entries, the ring's size.
+        for f in self.table.iter().filter(|f| f.state.in_handshake()) {
+            self.ring[n] = seed.hash(&f.key);
+            n += 1;
+        }
+        debug_assert_eq!(n, self.half_open, "the half-open count drifted");
+        (self.ring_head, self.ring_len, self.half_open) = (0, n, n);
     }
 
     /// Removes expired connections among the next `budget` buckets; returns how
