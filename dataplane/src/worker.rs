@@ -384,14 +384,14 @@ impl Worker {
         for i in 0..n {
             match self.parsed[i].fragment {
                 Fragment::Whole => {}
+                // Every later fragment is Step::Later (a frame that failed to
+                // parse was marked whole in phase 1).
                 Fragment::Later(id) => {
-                    if let Step::Later = self.steps[i] {
-                        out[i] = match self.frags.verdict(&frag_key(&self.parsed[i], id), now) {
-                            Some(true) => forward,
-                            Some(false) => Action::Drop(DropReason::FragmentDenied),
-                            None => Action::Drop(DropReason::FragmentWithoutFirst),
-                        };
-                    }
+                    out[i] = match self.frags.verdict(&frag_key(&self.parsed[i], id), now) {
+                        Some(true) => forward,
+                        Some(false) => Action::Drop(DropReason::FragmentDenied),
+                        None => Action::Drop(DropReason::FragmentWithoutFirst),
+                    };
                 }
                 Fragment::First(id) => {
                     let allowed = matches!(out[i], Action::Forward(_));
@@ -509,7 +509,7 @@ impl Worker {
             } else {
                 DropReason::Denied
             })
-        } else if v.stateful && matches!(self.steps[i], Step::Track) && creates(&self.parsed[i]) {
+        } else if v.stateful && matches!(step, Step::Track) && creates(&self.parsed[i]) {
             self.open(i, snap, now).map_or_else(Action::Drop, |()| forward)
         } else {
             forward
