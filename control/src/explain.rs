@@ -233,7 +233,7 @@ fn is_icmp_error(pkt: &Packet) -> bool {
 }
 
 /// Renders a verdict for a person: the verdict first, then one line per side.
-pub fn render(model: &Model, settings: &Settings, pkt: &Packet, verdict: &Verdict) -> String {
+fn render(model: &Model, settings: &Settings, pkt: &Packet, verdict: &Verdict) -> String {
     let mut out = String::new();
     let word = if verdict.allowed { "allow" } else { "deny" };
     let _ = writeln!(out, "verdict: {word}");
