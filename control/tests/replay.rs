@@ -97,20 +97,11 @@ fn count(path: &Path) -> u64 {
 }
 
 /// A directory of its own for one test, removed when it ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("rampart-replay-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rampart-replay-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// Writes `frames` to a capture `gap_ns` apart.
@@ -145,10 +136,10 @@ fn replay(config: &Path, input: &Path, extra: &[&std::ffi::OsStr]) -> String {
 
 #[test]
 fn replay_counts_every_kind_of_traffic() {
-    let dir = TempDir::new("kinds");
-    let input = dir.0.join("in.pcap");
+    let dir = temp_dir();
+    let input = dir.path().join("in.pcap");
     write_capture(&input, &capture(), 1_000_000);
-    let (allowed, dropped) = (dir.0.join("allowed.pcap"), dir.0.join("dropped.pcap"));
+    let (allowed, dropped) = (dir.path().join("allowed.pcap"), dir.path().join("dropped.pcap"));
     let stdout = replay(
         &example(),
         &input,
@@ -188,8 +179,8 @@ fn replay_counts_every_kind_of_traffic() {
 /// (as with the sides given), not those of first packets.
 #[test]
 fn replay_without_sides_gives_the_appliance_verdicts_at_any_spacing() {
-    let dir = TempDir::new("sides");
-    let input = dir.0.join("in.pcap");
+    let dir = temp_dir();
+    let input = dir.path().join("in.pcap");
     for gap_ns in [1_000_000, 20_000, 0] {
         write_capture(&input, &capture(), gap_ns);
         let stdout = replay(&example(), &input, &[]);
@@ -212,8 +203,8 @@ fn replay_without_sides_gives_the_appliance_verdicts_at_any_spacing() {
 /// (1500) applies without the table.
 #[test]
 fn replay_drops_frames_over_the_appliance_mtu() {
-    let dir = TempDir::new("mtu");
-    let input = dir.0.join("in.pcap");
+    let dir = temp_dir();
+    let input = dir.path().join("in.pcap");
     // web's egress allows everything: only the length decides.
     let frame = |len: usize| {
         let f = from_web(Spec::udp(ip(WEB), 5353, ip(CLIENT), 53).payload(len - 42)).build();
@@ -235,7 +226,7 @@ fn replay_drops_frames_over_the_appliance_mtu() {
         "{stdout}"
     );
     let text = std::fs::read_to_string(example()).expect("the example");
-    let config = dir.0.join("mtu.toml");
+    let config = dir.path().join("mtu.toml");
     std::fs::write(
         &config,
         format!("{text}\n[appliance]\nport_a = \"a0\"\nport_b = \"b0\"\nmtu = 1200\n"),
