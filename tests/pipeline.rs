@@ -118,11 +118,15 @@ impl Harness {
     }
 
     fn with_capacity(text: &str, capacity: usize) -> Harness {
+        Harness::with_seed(text, capacity, 7)
+    }
+
+    fn with_seed(text: &str, capacity: usize, seed: u64) -> Harness {
         let cfg = Config::parse(text, "test").expect("a valid configuration");
         let mut compiler = Compiler::new();
         let (snap, _) = compiler.compile(&cfg.model, &cfg.settings);
         let worker = Worker::new(WorkerConfig {
-            seed: Seed::fixed(7),
+            seed: Seed::fixed(seed),
             ..WorkerConfig::for_capacity(capacity)
         });
         Harness {
@@ -646,12 +650,12 @@ fn burst(h: &mut Harness, from: Side, frames: &[Vec<u8>]) -> Vec<Action> {
 /// is still one without a first, as it would be alone.
 #[test]
 fn fragments_in_the_burst_of_their_first() {
-    for (client, web, port) in [(CLIENT, WEB, 5000), ("2001:db8:9::1", "2001:db8:1::10", 8080)] {
+    // web allows UDP 5000 from anywhere, TCP 8080 from 2001:db8::/32.
+    let v4 = Spec::udp(ip(CLIENT), 7000, ip(WEB), 5000);
+    let v6 = tcp("2001:db8:9::1", 7000, "2001:db8:1::10", 8080, SYN);
+    for (client, web, allowed) in [(CLIENT, WEB, v4), ("2001:db8:9::1", "2001:db8:1::10", v6)] {
         let mut h = Harness::new(&config("revalidate", false));
-        let mut allowed = Spec::udp(ip(client), 7000, ip(web), port).payload(3000);
-        if port == 8080 {
-            allowed = tcp(client, 7000, web, port, SYN).payload(3000);
-        }
+        let allowed = allowed.payload(3000);
         let frags = allowed.fragments(1000);
         assert!(frags.len() >= 4, "{client}");
         assert_eq!(
@@ -745,17 +749,7 @@ fn replies_in_the_batch_of_their_opening_packet() {
 #[test]
 fn full_table_eviction_does_not_depend_on_the_hash_seed() {
     for seed in 0..12 {
-        let cfg = Config::parse(&config("revalidate", false), "test").expect("a valid configuration");
-        let (snap, _) = Compiler::new().compile(&cfg.model, &cfg.settings);
-        let mut h = Harness {
-            compiler: Compiler::new(),
-            snap,
-            worker: Worker::new(WorkerConfig {
-                seed: Seed::fixed(seed),
-                ..WorkerConfig::for_capacity(1024)
-            }),
-            now: NANOS,
-        };
+        let mut h = Harness::with_seed(&config("revalidate", false), 1024, seed);
         let cap = h.worker.flows().capacity() as u16;
         let lone = 1000 + (seed as u16 * 37) % cap;
         for step in [SYN, SYNACK, ACK] {
