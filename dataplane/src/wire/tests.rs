@@ -156,6 +156,29 @@ fn known_good_ipv6_extension_headers() {
 }
 
 #[test]
+fn known_good_ipv6_later_fragment_with_destination_options() {
+    // A fragment at offset 64 (more to come, identification 7) whose header
+    // names destination options (60) as next; the 8 bytes after it are data
+    // that would read as a hop-by-hop header of 2 KiB.
+    let f = hex("02000000000b 02000000000a 86dd 60000000 0010 2c 40 \
+         20010db8000000000000000000000001 20010db8000000000000000000000002 \
+         3c00 0041 00000007 \
+         00ff 0000 0000 0000");
+    let ip6 = Ipv6::new(&f[14..]).unwrap();
+    let upper = ipv6_walk(ip6.next_header(), ip6.payload()).unwrap();
+    assert_eq!(
+        upper,
+        Ipv6Upper {
+            protocol: 60,
+            offset: 8,
+            fragment: Some((7, 8, true))
+        }
+    );
+    let p = parse(&f).unwrap();
+    assert_eq!((p.fragment, p.proto, p.src_port), (Fragment::Later(7), 60, 0));
+}
+
+#[test]
 fn known_good_icmpv6_neighbour_discovery_and_sctp() {
     // Neighbour solicitation (type 135) for 2001:db8::2.
     let f = hex("3333ff000002 02000000000a 86dd 60000000 0018 3a ff \
