@@ -549,7 +549,9 @@ impl Worker {
             };
             return self.hit_rare(snap, bucket, key, reopened, seen);
         }
-        if passes(flow, snap, from_lo, tcp_flags, now) {
+        let handshake = flow.state.in_handshake();
+        passes(flow, snap, from_lo, tcp_flags, now);
+        if handshake && !flow.state.in_handshake() {
             self.flows.left_handshake();
         }
         Hit::Pass
@@ -578,7 +580,9 @@ impl Worker {
             self.flows.remove(bucket);
             return Hit::FirstPacket;
         }
-        if passes(flow, snap, seen.from_lo, seen.tcp_flags, seen.now) {
+        let handshake = flow.state.in_handshake();
+        passes(flow, snap, seen.from_lo, seen.tcp_flags, seen.now);
+        if handshake && !flow.state.in_handshake() {
             self.flows.left_handshake();
         }
         Hit::Pass
@@ -615,15 +619,13 @@ impl Worker {
     }
 }
 
-/// Advances a connection by a packet that passes; true when that ended its
-/// handshake (the table must be told: [`FlowTable::left_handshake`]).
+/// Advances a connection by a packet that passes. A caller whose packet may
+/// end the handshake must tell the table ([`FlowTable::left_handshake`]).
 #[inline]
-fn passes(flow: &mut Flow, snap: &Snapshot, from_lo: bool, tcp_flags: u8, now: u64) -> bool {
-    let was = flow.state.in_handshake();
+fn passes(flow: &mut Flow, snap: &Snapshot, from_lo: bool, tcp_flags: u8, now: u64) {
     flow.generation = snap.generation as u32;
     flow.advance(from_lo, tcp_flags);
     flow.touch(now, &snap.settings.timeouts);
-    was && !flow.state.in_handshake()
 }
 
 /// Whether an allowed stateful first packet opens a connection: everything but
