@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use support::api::Client;
 use support::daemon::Daemon;
-use support::netns::{self, connect, serve_tcp, Topology};
+use support::netns::{connect, serve_tcp, Topology};
 use support::prometheus::SCRAPE_EVERY_SECOND;
 
 const BLOCKED: Duration = Duration::from_millis(700);
@@ -41,17 +41,13 @@ addresses = ["198.18.0.20"]
 groups = ["web"]
 "#;
 
-fn network(tag: &str) -> Option<Topology> {
-    if !netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return None;
-    }
+fn network(tag: &str) -> Topology {
     let t = Topology::new(tag);
     t.address(&t.client, "198.18.0.1/24");
     t.address(&t.server, "198.18.0.20/24");
     serve_tcp(&t.server, "198.18.0.20:80", "web\n");
     serve_tcp(&t.server, "198.18.0.20:8080", "alt\n");
-    Some(t)
+    t
 }
 
 fn dir(tag: &str) -> std::path::PathBuf {
@@ -75,7 +71,8 @@ fn rule_count(api: &Client) -> usize {
 
 #[test]
 fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
-    let Some(t) = network("api") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("api");
     let dir = dir("api");
     let mut d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);
@@ -214,7 +211,8 @@ fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
 
 #[test]
 fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
-    let Some(t) = network("apik") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("apik");
     let dir = dir("apik");
     let d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);
@@ -269,7 +267,8 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
 
 #[test]
 fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
-    let Some(t) = network("prom") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("prom");
     let dir = dir("prom");
     let mut d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);
@@ -368,7 +367,8 @@ fn ctl(ns: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) 
 
 #[test]
 fn ctl_drives_the_live_model_with_tables_and_json() {
-    let Some(t) = network("ctl") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("ctl");
     let dir = dir("ctl");
     let mut d = Daemon::start(&t.fw, &dir, CONFIG);
     let (code, out, err) = ctl(&t.fw, &dir, &["health"]);
@@ -567,7 +567,8 @@ fn acknowledged_changes_survive_random_sigkills() {
     use std::collections::BTreeSet;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let Some(t) = network("crash") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("crash");
     let dir = dir("crash");
     let d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);
@@ -681,7 +682,8 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
-    let Some(t) = network("storm") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("storm");
     let dir = dir("storm");
     let mut d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);
@@ -765,7 +767,8 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
 /// another endpoint (and, where it changes what passes, through traffic).
 #[test]
 fn every_endpoint_does_what_it_says() {
-    let Some(t) = network("every") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("every");
     let dir = dir("every");
     let mut d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);

@@ -78,15 +78,11 @@ fn config(on_rule_change: &str, extra_rule: &str) -> String {
 const PORT_8080: &str = r#"{ direction = "ingress", protocol = "tcp", ports = "8080" },"#;
 
 /// The topology with its addresses and services.
-fn network(tag: &str) -> Option<Topology> {
+fn network(tag: &str) -> Topology {
     network_with_queues(tag, 1)
 }
 
-fn network_with_queues(tag: &str, queues: u32) -> Option<Topology> {
-    if !netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return None;
-    }
+fn network_with_queues(tag: &str, queues: u32) -> Topology {
     let t = Topology::with_queues(tag, queues);
     for cidr in ["198.18.0.1/24", "198.18.0.10/24", "2001:db8::1/64"] {
         t.address(&t.client, cidr);
@@ -102,7 +98,7 @@ fn network_with_queues(tag: &str, queues: u32) -> Option<Topology> {
     serve_udp(&t.server, "198.18.0.20:53");
     serve_udp(&t.server, "198.18.0.20:54");
     serve_tcp(&t.client, "198.18.0.1:8080", "client\n");
-    Some(t)
+    t
 }
 
 /// Whether process `pid` holds a CPU wake-up latency request open.
@@ -191,7 +187,8 @@ fn enforced(t: &Topology) {
 
 #[test]
 fn security_groups_are_enforced_on_live_traffic() {
-    let Some(t) = network("sg") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("sg");
     let dir = state_dir("sg");
     let mut d = Daemon::start(&t.fw, &dir, &config("revalidate", ""));
     // Adaptive idle, the default: idle CPUs are kept quick to wake while it
@@ -234,9 +231,8 @@ fn security_groups_are_enforced_on_live_traffic() {
 /// packet and would be dropped.
 #[test]
 fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
-    let Some(t) = network_with_queues("mq", 2) else {
-        return;
-    };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network_with_queues("mq", 2);
     let dir = state_dir("mq");
     let two = config("revalidate", "").replace(
         "port_b = \"b0\"\n",
@@ -308,7 +304,8 @@ fn tagged_frames_keep_their_vlan_and_meet_their_vpcs_rules() {
     use rampart_dataplane::wire::headers::TCP_SYN;
     use rampart_dataplane::worker::BATCH;
     use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
-    let Some(t) = network("vlan") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("vlan");
     let dir = state_dir("vlan");
     let tagged = config("revalidate", "")
         + r#"
@@ -389,7 +386,8 @@ groups = ["web"]
 /// the busy-poll socket options.)
 #[test]
 fn frames_over_the_mtu_are_dropped_and_counted() {
-    let Some(t) = network("mtu") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("mtu");
     let dir = state_dir("mtu");
     let small = config("revalidate", "").replace(
         "port_b = \"b0\"\n",
@@ -433,7 +431,8 @@ fn frames_over_the_mtu_are_dropped_and_counted() {
 
 #[test]
 fn a_rule_change_applies_to_new_flows_and_with_revalidate_to_existing_ones() {
-    let Some(t) = network("rc") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("rc");
     let dir = state_dir("rc");
     let c = &t.client;
     let mut d = Daemon::start(&t.fw, &dir, &config("keep", PORT_8080));
@@ -492,7 +491,8 @@ fn a_rule_change_applies_to_new_flows_and_with_revalidate_to_existing_ones() {
 
 #[test]
 fn after_sigkill_the_next_start_removes_the_stale_program_and_forwards() {
-    let Some(t) = network("kill") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("kill");
     let dir = state_dir("kill");
     let cfg = config("revalidate", "");
     let mut d = Daemon::start(&t.fw, &dir, &cfg);
@@ -515,7 +515,8 @@ fn after_sigkill_the_next_start_removes_the_stale_program_and_forwards() {
 
 #[test]
 fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
-    let Some(t) = network("bad") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("bad");
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/web-db-bastion.toml");
     let out = run_to_end(&t.fw, &example);
@@ -543,7 +544,8 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
 /// traffic through (the kernel baseline of the end-to-end benchmark).
 #[test]
 fn the_exported_nftables_ruleset_enforces_the_same_model_in_the_kernel() {
-    let Some(t) = network("nft") else { return };
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("nft");
     let dir = state_dir("nft");
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = dir.join("rampart.toml");

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use support::api::Client;
 use support::daemon::Daemon;
-use support::netns;
+
 use support::prometheus::Prometheus;
 
 fn scripts() -> PathBuf {
@@ -171,10 +171,7 @@ groups = ["web"]
 
 #[test]
 fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
-    if !netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let exprs: Vec<String> = dashboard_expressions()
         .into_iter()
         .chain(alert_signals())
@@ -306,10 +303,7 @@ fn the_systemd_unit_verifies_cleanly() {
 /// says what a veth cannot do), `down` restores exactly what was there.
 #[test]
 fn host_prep_up_then_down_restores_the_ports() {
-    if !netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let ns =
         rampart_bench::netns::Namespaces::create(&format!("rpt{}-hp", std::process::id() % 100_000), &["h"])
             .expect("namespace");

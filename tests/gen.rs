@@ -143,10 +143,7 @@ fn rows(stdout: &str) -> Vec<Value> {
 
 #[test]
 fn the_generator_checks_a_ruleset_under_load() {
-    if !support::netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let ns = Namespaces::create(
         &format!("rpt{}-gen", std::process::id() % 100_000),
         &["gen", "fw"],

@@ -16,10 +16,7 @@ const FRAMES: u32 = 8192;
 
 #[test]
 fn frames_cross_the_bridge_and_the_pool_stays_whole() {
-    if !support::netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let topo = Topology::new("pool");
     topo.address(&topo.client, "198.18.0.1/24");
     topo.address(&topo.server, "198.18.0.2/24");
@@ -100,10 +97,7 @@ impl rampart_dataplane::engine::Stage for Panics {
 #[test]
 fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
     use rampart_dataplane::engine::{Engine, WorkerSpec};
-    if !support::netns::available() {
-        eprintln!("skipped: needs root and ip netns");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let topo = Topology::new("panic");
     topo.address(&topo.client, "198.18.0.1/24");
     topo.address(&topo.server, "198.18.0.2/24");

@@ -170,10 +170,7 @@ fn update_json_reports_the_latency_beside_a_full_compile() {
 
 #[test]
 fn forward_reports_rampart_beside_the_ceiling_on_real_veth_traffic() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root (namespaces, AF_XDP)");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let args = [
         "forward",
         "--flows",
@@ -223,10 +220,7 @@ fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
         stderr.contains("--gap-us must exceed the adaptive spin"),
         "{stderr}"
     );
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root (namespaces, AF_XDP)");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let (code, stdout, stderr) = bench(&["wakeup", "--reps", "1", "--probes", "30", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let rows = json_rows(&stdout);
@@ -259,10 +253,7 @@ fn api_times_rule_changes_through_the_running_daemon() {
     let (code, _, stderr) = bench(&["api", "--changes", "1"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("--changes at least 2"), "{stderr}");
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root (namespaces, AF_XDP)");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP");
     let args = [
         "api",
         "--groups",
@@ -295,10 +286,7 @@ fn e2e_measures_ceiling_rampart_and_kernel_on_one_topology() {
     let (code, _, stderr) = bench(&["e2e", "--interfaces", "0"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("--interfaces must be 1-60000"), "{stderr}");
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root (namespaces, AF_XDP, nftables)");
-        return;
-    }
+    rampart_testkit::require_root!("namespaces, AF_XDP, nftables");
     let args = [
         "e2e",
         "--groups",

@@ -67,14 +67,8 @@ mod tests {
 
     #[test]
     fn a_held_request_bounds_the_kernels_latency_until_dropped() {
-        let held = match WakeLatency::hold(3) {
-            Ok(h) => h,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.kind() == io::ErrorKind::NotFound => {
-                eprintln!("skipped: {e}");
-                return;
-            }
-            Err(e) => panic!("{e}"),
-        };
+        rampart_testkit::require_root!("writing /dev/cpu_dma_latency");
+        let held = WakeLatency::hold(3).unwrap();
         // Other processes (a running rampart) may hold lower requests.
         assert!(current().unwrap() <= 3);
         drop(held);

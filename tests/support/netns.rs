@@ -32,12 +32,6 @@ pub fn run(cmd: &[&str]) -> Output {
     out
 }
 
-/// Whether the test can build networks here: as root it can (and a failure
-/// to is the test's failure, not a skip); otherwise the namespace tests skip.
-pub fn available() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// The three namespaces and the two veth pairs (removed when dropped).
 #[derive(Debug)]
 pub struct Topology {
