@@ -15,6 +15,14 @@ pub struct Client {
     pub token: String,
 }
 
+/// An answer as it came: status, content type and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
 /// The default address (`rampart run --listen`).
 pub const BASE: &str = "http://127.0.0.1:9740";
 
@@ -42,6 +50,24 @@ impl Client {
         token: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Value), String> {
+        let answer = self.try_exchange(method, path, token, body)?;
+        let body = serde_json::from_str(&answer.body).unwrap_or(Value::String(answer.body));
+        Ok((answer.status, body))
+    }
+
+    /// One request; the answer exactly as it came.
+    pub fn exchange(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Exchange {
+        self.try_exchange(method, path, token, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn try_exchange(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Exchange, String> {
         let url = format!("{BASE}{path}");
         let auth = token.map(|t| format!("Bearer {t}"));
         let method = method.to_owned();
@@ -77,13 +103,22 @@ impl Client {
             };
             let mut resp = resp.map_err(|e| e.to_string())?;
             let status = resp.status().as_u16();
-            let text = resp
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = resp
                 .body_mut()
                 .with_config()
                 .limit(64 << 20)
                 .read_to_string()
                 .unwrap_or_default();
-            Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+            Ok(Exchange {
+                status,
+                content_type,
+                body,
+            })
         })
     }
 
