@@ -282,21 +282,54 @@ pub struct Summary {
     pub prefix_lists: usize,
 }
 
+/// What changed between two models, by kind of object ([`Summary::diff`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelChanges {
+    pub vpcs: Changes,
+    pub security_groups: Changes,
+    pub rules: Changes,
+    pub interfaces: Changes,
+    pub prefix_lists: Changes,
+}
+
+impl ModelChanges {
+    /// Each kind's name (as in the API's answer) and its changes, by name.
+    pub fn kinds(&self) -> [(&'static str, Changes); 5] {
+        [
+            ("interfaces", self.interfaces),
+            ("prefix_lists", self.prefix_lists),
+            ("rules", self.rules),
+            ("security_groups", self.security_groups),
+            ("vpcs", self.vpcs),
+        ]
+    }
+}
+
+/// How many objects of one kind were added, removed, and changed (same id,
+/// other content).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Changes {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+}
+
 impl Summary {
     /// What changed between two models, by kind of object: how many were
     /// added, removed, and changed (same id, different content).
-    pub fn diff(old: &Model, new: &Model) -> serde_json::Value {
+    pub fn diff(old: &Model, new: &Model) -> ModelChanges {
         fn count<K: Ord, V: PartialEq>(
             old: &std::collections::BTreeMap<K, V>,
             new: &std::collections::BTreeMap<K, V>,
-        ) -> serde_json::Value {
-            let added = new.keys().filter(|k| !old.contains_key(k)).count();
-            let removed = old.keys().filter(|k| !new.contains_key(k)).count();
-            let changed = new
-                .iter()
-                .filter(|(k, v)| old.get(k).is_some_and(|o| o != *v))
-                .count();
-            serde_json::json!({ "added": added, "removed": removed, "changed": changed })
+        ) -> Changes {
+            Changes {
+                added: new.keys().filter(|k| !old.contains_key(k)).count(),
+                removed: old.keys().filter(|k| !new.contains_key(k)).count(),
+                changed: new
+                    .iter()
+                    .filter(|(k, v)| old.get(k).is_some_and(|o| o != *v))
+                    .count(),
+            }
         }
         let by_id = |m: &Model| -> [std::collections::BTreeMap<String, String>; 4] {
             [
@@ -316,13 +349,13 @@ impl Summary {
                 .collect()
         };
         let (o, n) = (by_id(old), by_id(new));
-        serde_json::json!({
-            "vpcs": count(&o[0], &n[0]),
-            "security_groups": count(&o[1], &n[1]),
-            "rules": count(&rules(old), &rules(new)),
-            "interfaces": count(&o[2], &n[2]),
-            "prefix_lists": count(&o[3], &n[3]),
-        })
+        ModelChanges {
+            vpcs: count(&o[0], &n[0]),
+            security_groups: count(&o[1], &n[1]),
+            rules: count(&rules(old), &rules(new)),
+            interfaces: count(&o[2], &n[2]),
+            prefix_lists: count(&o[3], &n[3]),
+        }
     }
 
     pub fn of(model: &Model) -> Self {

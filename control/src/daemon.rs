@@ -35,7 +35,8 @@ use crate::wake::{self, WakeLatency};
 
 /// Parcels in each worker's hand-off mailbox (2 KiB each).
 const HANDOFF_DEPTH: usize = 4096;
-use crate::api::{self, Api, Control};
+use crate::api::{self, Api};
+use crate::apply::{self, Control};
 use crate::compile::Compiler;
 use crate::config::{Config, ConfigError, Summary};
 use crate::metrics::{Metrics, Sources};
@@ -324,7 +325,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             bells,
             state: Some(state),
             from_file,
-            enforce_timeout: api::ENFORCE_TIMEOUT,
+            enforce_timeout: apply::ENFORCE_TIMEOUT,
         }),
         token,
         metrics: Metrics::new(Sources {

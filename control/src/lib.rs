@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod appliance;
+pub mod apply;
 pub mod compile;
 pub mod config;
 pub mod ctl;

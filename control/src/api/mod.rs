@@ -1,0 +1,326 @@
+//! The REST API, served by the control thread (axum on a current-thread tokio
+//! runtime), loopback by default. Documented for operators in `docs/api.md`.
+//!
+//! - [`types`]: every request and answer body (the contract `rampart ctl`
+//!   and the tests share);
+//! - [`error`]: error answers and the JSON body extractor;
+//! - one module per resource: [`status`] (health, version, stats, metrics),
+//!   [`model`] (the whole model, reload, SIGHUP, explain), [`vpcs`],
+//!   [`groups`] (with their rules), [`interfaces`], [`prefix_lists`].
+//!
+//! Every change goes through [`crate::apply::Control`] under one lock: the
+//! answer `200` means every worker enforces it. Authentication:
+//! `Authorization: Bearer <token>` on every `/v1` request (401 otherwise);
+//! `/health` and `/metrics` are open.
+
+pub mod error;
+pub mod groups;
+pub mod interfaces;
+pub mod model;
+pub mod prefix_lists;
+pub mod status;
+pub mod types;
+pub mod vpcs;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub use self::error::{ApiError, Body};
+use self::types::{Created, Enforced, Nothing};
+use crate::apply::{Applied, Control};
+use crate::metrics::Metrics;
+use crate::model::{Errors, Model, VpcId};
+
+/// Largest request body accepted (413 beyond).
+pub const BODY_LIMIT: usize = 4 << 20;
+
+/// Shared by the handlers.
+#[derive(Debug)]
+pub struct Api {
+    pub control: Mutex<Control>,
+    pub token: String,
+    pub metrics: Metrics,
+}
+
+/// A handler's answer: a body of the contract ([`types`]), or an error.
+pub type Answer<T> = Result<Reply<T>, ApiError>;
+
+/// A `200` answer with `T` as its JSON body.
+#[derive(Debug)]
+pub struct Reply<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        json(&self.0).into_response()
+    }
+}
+
+/// `body` as the JSON of an answer, its keys in sorted order.
+pub fn json<T: Serialize>(body: &T) -> Json<Value> {
+    Json(serde_json::to_value(body).unwrap_or_default())
+}
+
+impl Api {
+    /// Counts a change's outcome by its answer.
+    fn outcome<T>(&self, answer: &Answer<T>) {
+        let result = match answer {
+            Ok(_) => "applied",
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => "not_enforced",
+            Err(e) if e.status.is_server_error() => "failed",
+            Err(_) => "refused",
+        };
+        self.metrics.changes.with_label_values(&[result]).inc();
+    }
+
+    /// Records a change's compile time and its call-to-enforced latency.
+    fn observe(&self, applied: Applied, called: Instant) {
+        self.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
+        self.metrics
+            .update_seconds
+            .observe(called.elapsed().as_secs_f64());
+    }
+
+    /// Applies `change` to a copy of the model; on success saves, publishes
+    /// and waits for enforcement, answering what `change` answered with the
+    /// generation.
+    async fn mutate<T: Serialize>(
+        &self,
+        change: impl FnOnce(&mut Model) -> Result<T, ApiError>,
+    ) -> Answer<Enforced<T>> {
+        let called = Instant::now();
+        let mut c = self.control.lock().await;
+        let mut model = c.config.model.clone();
+        let answer = change(&mut model)?;
+        let applied = c.publish(model, false)?;
+        c.wait_enforced(applied).await?;
+        self.observe(applied, called);
+        Ok(Reply(Enforced {
+            generation: applied.generation,
+            enforced: true,
+            answer,
+        }))
+    }
+
+    /// [`Api::mutate`] within the VPC named (or id'd) `vpc` in the path,
+    /// resolved under the same lock as the change.
+    async fn mutate_in<T: Serialize>(
+        &self,
+        vpc: &str,
+        change: impl FnOnce(&mut Model, &str) -> Result<T, ApiError>,
+    ) -> Answer<Enforced<T>> {
+        self.mutate(|m| {
+            let name = vpc_name(m, vpc)?;
+            change(m, &name)
+        })
+        .await
+    }
+
+    /// Creates an object of the VPC in the path from `body`, a spec whose
+    /// `vpc` may be left out; answers the new object's id.
+    async fn create_in<S: DeserializeOwned, I: ToString>(
+        &self,
+        vpc: &str,
+        body: Value,
+        create: impl FnOnce(&mut Model, &S) -> Result<I, Errors>,
+    ) -> Answer<Enforced<Created>> {
+        self.mutate_in(vpc, |m, vpc| {
+            let spec: S = with_vpc(body, vpc)?;
+            let id = create(m, &spec)?;
+            Ok(Created { id: id.to_string() })
+        })
+        .await
+    }
+
+    /// Replaces the object `name` of the VPC in the path with `body`, a spec
+    /// whose `vpc` may be left out.
+    async fn update_in<S: DeserializeOwned>(
+        &self,
+        vpc: &str,
+        name: &str,
+        body: Value,
+        update: impl FnOnce(&mut Model, &str, &str, &S) -> Result<(), Errors>,
+    ) -> Answer<Enforced> {
+        self.mutate_in(vpc, |m, vpc| {
+            let spec: S = with_vpc(body, vpc)?;
+            update(m, vpc, name, &spec)?;
+            Ok(Nothing {})
+        })
+        .await
+    }
+
+    /// Answers `view` of the model, read under the lock.
+    async fn read<T: Serialize>(&self, view: impl FnOnce(&Control) -> Result<T, ApiError>) -> Answer<T> {
+        let c = self.control.lock().await;
+        view(&c).map(Reply)
+    }
+}
+
+/// The id of the VPC named (or id'd) `vpc`.
+fn vpc_id(model: &Model, vpc: &str) -> Result<VpcId, ApiError> {
+    let name = vpc_name(model, vpc)?;
+    model
+        .vpc_by_name(&name)
+        .map(|v| v.id)
+        .ok_or_else(|| ApiError::not_found("vpc"))
+}
+
+fn vpc_name(model: &Model, vpc: &str) -> Result<String, ApiError> {
+    model
+        .vpc_by_name(vpc)
+        .or_else(|| VpcId::parse(vpc).and_then(|id| model.vpc(id)))
+        .map(|v| v.name.clone())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no vpc {vpc:?}")))
+}
+
+/// A body that names its VPC, or takes it from the path.
+fn with_vpc<T: DeserializeOwned>(mut body: Value, vpc: &str) -> Result<T, ApiError> {
+    if let Value::Object(map) = &mut body {
+        match map.get("vpc") {
+            None => {
+                map.insert("vpc".into(), Value::String(vpc.to_owned()));
+            }
+            Some(Value::String(v)) if v == vpc => {}
+            Some(other) => {
+                return Err(ApiError::field(
+                    "invalid",
+                    "vpc",
+                    format!("vpc: the body says {other}, the path says {vpc:?}"),
+                ))
+            }
+        }
+    }
+    error::parse_value(body, "")
+}
+
+async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|g| {
+        // Constant time in the token's length.
+        g.len() == api.token.len()
+            && g.bytes()
+                .zip(api.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer <token from the token file>)",
+        )
+        .into_response()
+    }
+}
+
+/// The routes.
+pub fn router(api: Arc<Api>) -> Router {
+    let groups = "/vpcs/{vpc}/security-groups";
+    let interfaces = "/vpcs/{vpc}/interfaces";
+    let prefix_lists = "/vpcs/{vpc}/prefix-lists";
+    let v1 = Router::new()
+        .route("/version", get(status::version))
+        .route("/stats", get(status::stats))
+        .route("/model", get(model::show).put(model::replace))
+        .route("/reload", post(model::reload))
+        .route("/explain", post(model::explain))
+        .route("/vpcs", get(vpcs::list).post(vpcs::create))
+        .route(
+            "/vpcs/{vpc}",
+            get(vpcs::show).put(vpcs::update).delete(vpcs::delete),
+        )
+        .route(groups, get(groups::list).post(groups::create))
+        .route(
+            &format!("{groups}/{{sg}}"),
+            get(groups::show).patch(groups::update).delete(groups::delete),
+        )
+        .route(&format!("{groups}/{{sg}}/copy"), post(groups::copy))
+        .route(
+            &format!("{groups}/{{sg}}/rules"),
+            post(groups::add_rules).put(groups::replace_rules),
+        )
+        .route(
+            &format!("{groups}/{{sg}}/rules/{{rule}}"),
+            put(groups::update_rule).delete(groups::delete_rule),
+        )
+        .route(interfaces, get(interfaces::list).post(interfaces::create))
+        .route(
+            &format!("{interfaces}/{{name}}"),
+            get(interfaces::show)
+                .put(interfaces::update)
+                .delete(interfaces::delete),
+        )
+        .route(
+            &format!("{interfaces}/{{name}}/groups"),
+            put(interfaces::set_groups),
+        )
+        .route(
+            &format!("{interfaces}/{{name}}/groups/{{sg}}"),
+            put(interfaces::bind).delete(interfaces::unbind),
+        )
+        .route(prefix_lists, get(prefix_lists::list).post(prefix_lists::create))
+        .route(
+            &format!("{prefix_lists}/{{name}}"),
+            get(prefix_lists::show)
+                .put(prefix_lists::update)
+                .delete(prefix_lists::delete),
+        )
+        .layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
+    Router::new()
+        .route("/health", get(status::health))
+        .route("/metrics", get(status::metrics))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(api)
+}
+
+/// Serves `listener` on the current thread until `stop` is set; re-reads the
+/// config file whenever `hup` is set (SIGHUP).
+pub fn serve(
+    listener: std::net::TcpListener,
+    api: Arc<Api>,
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = router(Arc::clone(&api));
+        let hangups = tokio::spawn(model::reload_on_hangup(api, hup, Arc::clone(&stop)));
+        let stopped = async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let served = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
+        hangups.abort();
+        served
+    })
+}
+
+/// Binds the API's address (a clear error names it).
+pub fn bind_address(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
+    std::net::TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))
+}
