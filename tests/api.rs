@@ -8,7 +8,12 @@ mod support;
 
 use std::time::Duration;
 
+use ipnet::IpNet;
 use nix::sys::signal::Signal;
+use rampart_control::api::types::{
+    Created, Enforced, ErrorBody, Explained, GroupCreated, GroupList, GroupView, Health, InterfaceList,
+    InterfaceView, ModelView, PrefixListList, PrefixListView, Replaced, RuleIds, Version, VpcList, VpcView,
+};
 use serde_json::{json, Value};
 use support::api::Client;
 use support::daemon::Daemon;
@@ -64,9 +69,9 @@ fn reaches(t: &Topology, port: u16) -> bool {
 const RULES: &str = "/v1/vpcs/t/security-groups/web/rules";
 
 fn rule_count(api: &Client) -> usize {
-    let (status, g) = api.get("/v1/vpcs/t/security-groups/web");
-    assert_eq!(status, 200, "{g}");
-    g["rules"].as_array().expect("rules").len()
+    api.read::<GroupView>("/v1/vpcs/t/security-groups/web")
+        .rules
+        .len()
 }
 
 #[test]
@@ -78,41 +83,35 @@ fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
     let api = Client::new(&t.fw, &dir);
 
     // Health is open; /v1 needs the token.
-    let (status, health) = api.raw("GET", "/health", None, None);
-    assert_eq!((status, health["status"].as_str()), (200, Some("ok")), "{health}");
+    let health = |api: &Client| -> Health {
+        let (status, health) = api.raw("GET", "/health", None, None);
+        assert_eq!(status, 200, "{health}");
+        serde_json::from_value(health).expect("a health answer")
+    };
+    assert_eq!(health(&api).status, "ok");
     for token in [None, Some("wrong-token-wrong-token")] {
         let (status, body) = api.raw("GET", "/v1/vpcs", token, None);
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (401, Some("unauthorized")),
-            "{body}"
-        );
+        let e: ErrorBody = serde_json::from_value(body).expect("an error answer");
+        assert_eq!((status, e.code.as_str()), (401, "unauthorized"), "{e:?}");
     }
-    let (status, vpcs) = api.get("/v1/vpcs");
-    assert_eq!(status, 200);
-    assert_eq!(vpcs["vpcs"][0]["name"], "t");
+    assert_eq!(api.read::<VpcList>("/v1/vpcs").vpcs[0].name, "t");
 
     // A rule added is enforced when the answer comes.
     assert!(!reaches(&t, 8080));
-    let (status, added) = api.send(
+    let added: Enforced<RuleIds> = api.change(
         "POST",
         RULES,
-        &json!({ "direction": "ingress", "protocol": "tcp", "ports": "8080" }),
+        Some(&json!({ "direction": "ingress", "protocol": "tcp", "ports": "8080" })),
     );
-    assert_eq!(status, 200, "{added}");
-    assert_eq!(added["enforced"], true);
     // Every worker already runs the answer's generation (not only published).
-    let health = api.raw("GET", "/health", None, None).1;
-    assert!(
-        health["enforced_generation"].as_u64() >= added["generation"].as_u64(),
-        "{health} {added}"
-    );
+    let now = health(&api);
+    assert!(now.enforced_generation >= added.generation, "{now:?} {added:?}");
     assert!(reaches(&t, 8080), "acknowledged, so enforced");
-    let rule_id = added["ids"][0].as_str().expect("the new rule's id").to_owned();
+    let rule_id = added.answer.ids[0].clone();
 
     // Bad input: each answer names the reason (and the field), nothing changes.
     let before = rule_count(&api);
-    let generation = api.raw("GET", "/health", None, None).1["generation"].clone();
+    let generation = health(&api).generation;
     let bad_body = |body: &[u8]| api.raw("POST", RULES, Some(&api.token), Some(body.to_vec()));
     let cases: Vec<(Vec<u8>, u16, &str, Option<&str>)> = vec![
         (br#"{"direction":"ingress","protocol":"tcp","ports":"99999"}"#.to_vec(), 400, "invalid", Some("ports")),
@@ -129,66 +128,61 @@ fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
     for (body, want_status, want_code, want_field) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
         let (status, answer) = bad_body(&body);
-        assert_eq!(status, want_status, "{shown}: {answer}");
-        assert_eq!(answer["code"].as_str(), Some(want_code), "{shown}: {answer}");
-        assert!(
-            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{answer}"
+        let e: ErrorBody = serde_json::from_value(answer.clone())
+            .unwrap_or_else(|err| panic!("{shown}: {answer} is not an error answer: {err}"));
+        assert_eq!(
+            (status, e.code.as_str()),
+            (want_status, want_code),
+            "{shown}: {e:?}"
         );
+        assert!(!e.message.is_empty(), "{e:?}");
         if let Some(field) = want_field {
             assert!(
-                answer["field"].as_str().is_some_and(|f| f.ends_with(field)),
+                e.field.flatten().is_some_and(|f| f.ends_with(field)),
                 "{shown}: {answer}"
             );
         }
     }
     // (All-or-nothing: the list whose second rule is bad did not add its first.)
     assert_eq!(rule_count(&api), before, "a refused change changed the rules");
-    assert_eq!(api.raw("GET", "/health", None, None).1["generation"], generation);
-    let (status, missing) = api.send(
+    assert_eq!(health(&api).generation, generation);
+    let (status, missing) = api.refused(
         "POST",
         "/v1/vpcs/t/security-groups/nope/rules",
-        &json!({ "direction": "ingress", "protocol": "tcp" }),
+        Some(&json!({ "direction": "ingress", "protocol": "tcp" })),
     );
-    assert_eq!(
-        (status, missing["code"].as_str()),
-        (404, Some("not_found")),
-        "{missing}"
-    );
+    assert_eq!((status, missing.code.as_str()), (404, "not_found"), "{missing:?}");
 
     // Explain on the live model.
-    let (status, e) = api.send(
+    let e: Explained = api.typed_send(
         "POST",
         "/v1/explain",
         &json!({ "packet": "tcp 198.18.0.1:40000 -> 198.18.0.20:8080" }),
     );
-    assert_eq!((status, e["allowed"].as_bool()), (200, Some(true)), "{e}");
+    assert!(e.allowed, "{e:?}");
 
     // Deleting the rule: new connections refused when the answer comes.
-    let (status, deleted) = api.delete(&format!("{RULES}/{rule_id}"));
-    assert_eq!(status, 200, "{deleted}");
+    api.changed("DELETE", &format!("{RULES}/{rule_id}"), None);
     assert!(!reaches(&t, 8080));
-    let (_, e) = api.send(
+    let e: Explained = api.typed_send(
         "POST",
         "/v1/explain",
         &json!({ "packet": "tcp 198.18.0.1:40000 -> 198.18.0.20:8080" }),
     );
-    assert_eq!(e["allowed"], false, "{e}");
+    assert!(!e.allowed, "{e:?}");
 
     // Interfaces and groups: a new group bound to web-1 opens 8080 again.
-    let (status, g) = api.send(
+    let _: Enforced<GroupCreated> = api.change(
         "POST",
         "/v1/vpcs/t/security-groups",
-        &json!({ "name": "alt", "rules": [{ "direction": "ingress", "protocol": "tcp", "ports": "8080" }] }),
+        Some(&json!({ "name": "alt", "rules": [{ "direction": "ingress", "protocol": "tcp", "ports": "8080" }] })),
     );
-    assert_eq!(status, 200, "{g}");
-    let (status, b) = api.send("PUT", "/v1/vpcs/t/interfaces/web-1/groups/alt", &Value::Null);
-    assert_eq!(status, 200, "{b}");
+    api.changed("PUT", "/v1/vpcs/t/interfaces/web-1/groups/alt", None);
     assert!(reaches(&t, 8080));
-    let (status, i) = api.get("/v1/vpcs/t/interfaces/web-1");
-    assert_eq!((status, i["groups"].clone()), (200, json!(["web", "alt"])), "{i}");
-    let (status, busy) = api.delete("/v1/vpcs/t/security-groups/alt");
-    assert_eq!((status, busy["code"].as_str()), (409, Some("in_use")), "{busy}");
+    let i: InterfaceView = api.read("/v1/vpcs/t/interfaces/web-1");
+    assert_eq!(i.groups, ["web", "alt"]);
+    let (status, busy) = api.refused("DELETE", "/v1/vpcs/t/security-groups/alt", None);
+    assert_eq!((status, busy.code.as_str()), (409, "in_use"), "{busy:?}");
 
     // Declarative: PUT the whole model back to the file's; the answer says what changed.
     let file: toml::Value = toml::from_str(CONFIG).expect("toml");
@@ -196,12 +190,8 @@ fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
         "vpc": file["vpc"].clone(), "security_group": file["security_group"].clone(),
         "interface": file["interface"].clone(),
     });
-    let (status, put) = api.send("PUT", "/v1/model", &serde_json::to_value(&doc).expect("json"));
-    assert_eq!(status, 200, "{put}");
-    assert!(
-        put["changed"]["security_groups"]["removed"].as_u64() >= Some(1),
-        "{put}"
-    );
+    let put: Enforced<Replaced> = api.change("PUT", "/v1/model", Some(&doc));
+    assert!(put.answer.changed.security_groups.removed >= 1, "{put:?}");
     assert!(!reaches(&t, 8080));
     assert!(reaches(&t, 80));
 
@@ -772,126 +762,120 @@ fn every_endpoint_does_what_it_says() {
     let dir = dir("every");
     let mut d = Daemon::start(&t.fw, &dir, CONFIG);
     let api = Client::new(&t.fw, &dir);
-    let ok = |(status, v): (u16, Value)| -> Value {
-        assert_eq!(status, 200, "{v}");
-        v
-    };
-
-    assert_eq!(ok(api.get("/v1/version"))["name"], "rampart");
-    let model = ok(api.get("/v1/model"));
-    assert_eq!(model["from_file"], true);
-    assert_eq!(model["interfaces"][0]["name"], "web-1");
+    assert_eq!(api.read::<Version>("/v1/version").name, "rampart");
+    let model: ModelView = api.read("/v1/model");
+    assert!(model.from_file);
+    assert_eq!(model.interfaces[0].name, "web-1");
 
     // VPCs: create, show, update, delete.
-    let v = ok(api.send("POST", "/v1/vpcs", &json!({ "name": "lab", "vlan": 300 })));
-    assert!(v["id"].as_str().is_some_and(|id| id.starts_with("vpc-")), "{v}");
-    assert_eq!(ok(api.get("/v1/vpcs/lab"))["vlan"], 300);
-    ok(api.send(
+    let v: Enforced<Created> = api.change("POST", "/v1/vpcs", Some(&json!({ "name": "lab", "vlan": 300 })));
+    assert!(v.answer.id.starts_with("vpc-"), "{v:?}");
+    assert_eq!(api.read::<VpcView>("/v1/vpcs/lab").vlan, Some(300));
+    api.changed(
         "PUT",
         "/v1/vpcs/lab",
-        &json!({ "name": "lab", "vlan": 301, "description": "x" }),
-    ));
-    assert_eq!(ok(api.get("/v1/vpcs/lab"))["vlan"], 301);
-    assert_eq!(
-        ok(api.get("/v1/model"))["from_file"],
-        false,
+        Some(&json!({ "name": "lab", "vlan": 301, "description": "x" })),
+    );
+    assert_eq!(api.read::<VpcView>("/v1/vpcs/lab").vlan, Some(301));
+    assert!(
+        !api.read::<ModelView>("/v1/model").from_file,
         "changed through the API"
     );
 
     // Prefix lists: create, list, show, update, delete.
     let pl = "/v1/vpcs/t/prefix-lists";
-    ok(api.send(
+    let _: Enforced<Created> = api.change(
         "POST",
         pl,
-        &json!({ "name": "clients", "cidrs": ["198.18.0.0/28"] }),
-    ));
-    assert_eq!(ok(api.get(pl))["prefix_lists"][0]["name"], "clients");
-    ok(api.send(
+        Some(&json!({ "name": "clients", "cidrs": ["198.18.0.0/28"] })),
+    );
+    assert_eq!(api.read::<PrefixListList>(pl).prefix_lists[0].name, "clients");
+    api.changed(
         "PUT",
         &format!("{pl}/clients"),
-        &json!({ "name": "clients", "cidrs": ["198.18.0.0/30"] }),
-    ));
-    assert_eq!(
-        ok(api.get(&format!("{pl}/clients")))["cidrs"],
-        json!(["198.18.0.0/30"])
+        Some(&json!({ "name": "clients", "cidrs": ["198.18.0.0/30"] })),
     );
+    let cidrs = api.read::<PrefixListView>(&format!("{pl}/clients")).cidrs;
+    assert_eq!(cidrs, ["198.18.0.0/30".parse::<IpNet>().expect("cidr")]);
 
     // Groups: patch, copy, replace rules (a prefix-list remote), update a rule.
     let groups = "/v1/vpcs/t/security-groups";
-    ok(api.send(
+    api.changed(
         "PATCH",
         &format!("{groups}/web"),
-        &json!({ "description": "front" }),
-    ));
-    assert_eq!(ok(api.get(&format!("{groups}/web")))["description"], "front");
-    let copy = ok(api.send("POST", &format!("{groups}/web/copy"), &json!({ "name": "web2" })));
-    assert!(
-        copy["id"].as_str().is_some_and(|id| id.starts_with("sg-")),
-        "{copy}"
+        Some(&json!({ "description": "front" })),
     );
     assert_eq!(
-        ok(api.get(groups))["security_groups"].as_array().map(Vec::len),
-        Some(3),
+        api.read::<GroupView>(&format!("{groups}/web")).description,
+        "front"
+    );
+    let copy: Enforced<Created> = api.change(
+        "POST",
+        &format!("{groups}/web/copy"),
+        Some(&json!({ "name": "web2" })),
+    );
+    assert!(copy.answer.id.starts_with("sg-"), "{copy:?}");
+    assert_eq!(
+        api.read::<GroupList>(groups).security_groups.len(),
+        3,
         "default, web, web2"
     );
-    let replaced = ok(api.send(
+    let replaced: Enforced<RuleIds> = api.change(
         "PUT",
         &format!("{groups}/web2/rules"),
-        &json!([{ "direction": "ingress", "protocol": "tcp", "ports": "8080", "remote": "prefix-list:clients" }]),
-    ));
-    let rule = replaced["ids"][0].as_str().expect("id").to_owned();
-    assert_eq!(
-        ok(api.get(&format!("{groups}/web2")))["rules"]
-            .as_array()
-            .map(Vec::len),
-        Some(1)
+        Some(&json!([{ "direction": "ingress", "protocol": "tcp", "ports": "8080", "remote": "prefix-list:clients" }])),
     );
+    let rule = replaced.answer.ids[0].clone();
+    assert_eq!(api.read::<GroupView>(&format!("{groups}/web2")).rules.len(), 1);
 
     // Interfaces: set groups (web + web2: 8080 opens for the prefix list).
     let ifs = "/v1/vpcs/t/interfaces";
     assert!(!reaches(&t, 8080));
-    ok(api.send("PUT", &format!("{ifs}/web-1/groups"), &json!(["web", "web2"])));
+    api.changed(
+        "PUT",
+        &format!("{ifs}/web-1/groups"),
+        Some(&json!(["web", "web2"])),
+    );
     assert!(reaches(&t, 8080));
     // Update the rule to another port: 8080 closes again.
-    ok(api.send(
+    api.changed(
         "PUT",
         &format!("{groups}/web2/rules/{rule}"),
-        &json!({ "direction": "ingress", "protocol": "tcp", "ports": "8081", "remote": "prefix-list:clients" }),
-    ));
+        Some(&json!({ "direction": "ingress", "protocol": "tcp", "ports": "8081", "remote": "prefix-list:clients" })),
+    );
     assert!(!reaches(&t, 8080));
     // The prefix list is in use; unbind web2, delete it, then the list.
-    let (status, v) = api.delete(&format!("{pl}/clients"));
-    assert_eq!((status, v["code"].as_str()), (409, Some("in_use")), "{v}");
-    ok(api.delete(&format!("{ifs}/web-1/groups/web2")));
-    assert_eq!(ok(api.get(&format!("{ifs}/web-1")))["groups"], json!(["web"]));
-    ok(api.delete(&format!("{groups}/web2")));
-    ok(api.delete(&format!("{pl}/clients")));
+    let (status, e) = api.refused("DELETE", &format!("{pl}/clients"), None);
+    assert_eq!((status, e.code.as_str()), (409, "in_use"), "{e:?}");
+    api.changed("DELETE", &format!("{ifs}/web-1/groups/web2"), None);
+    assert_eq!(api.read::<InterfaceView>(&format!("{ifs}/web-1")).groups, ["web"]);
+    api.changed("DELETE", &format!("{groups}/web2"), None);
+    api.changed("DELETE", &format!("{pl}/clients"), None);
 
     // Interfaces: create, list, update, delete.
-    ok(api.send(
+    let _: Enforced<Created> = api.change(
         "POST",
         ifs,
-        &json!({ "name": "db-1", "addresses": ["198.18.0.30"], "groups": ["web"] }),
-    ));
-    assert_eq!(ok(api.get(ifs))["interfaces"].as_array().map(Vec::len), Some(2));
-    ok(api.send(
+        Some(&json!({ "name": "db-1", "addresses": ["198.18.0.30"], "groups": ["web"] })),
+    );
+    assert_eq!(api.read::<InterfaceList>(ifs).interfaces.len(), 2);
+    api.changed(
         "PUT",
         &format!("{ifs}/db-1"),
-        &json!({ "name": "db-1", "addresses": ["198.18.0.31"], "groups": ["web"] }),
-    ));
-    assert_eq!(
-        ok(api.get(&format!("{ifs}/db-1")))["addresses"],
-        json!(["198.18.0.31"])
+        Some(&json!({ "name": "db-1", "addresses": ["198.18.0.31"], "groups": ["web"] })),
     );
-    ok(api.delete(&format!("{ifs}/db-1")));
-    let (status, _) = api.get(&format!("{ifs}/db-1"));
-    assert_eq!(status, 404);
+    let addresses = api.read::<InterfaceView>(&format!("{ifs}/db-1")).addresses;
+    assert_eq!(
+        addresses,
+        ["198.18.0.31".parse::<std::net::IpAddr>().expect("address")]
+    );
+    api.changed("DELETE", &format!("{ifs}/db-1"), None);
+    assert_eq!(api.refused("GET", &format!("{ifs}/db-1"), None).0, 404);
 
-    ok(api.delete("/v1/vpcs/lab"));
-    let (status, _) = api.get("/v1/vpcs/lab");
-    assert_eq!(status, 404);
-    let (status, v) = api.get("/v1/nothing-here");
-    assert_eq!((status, v["code"].as_str()), (404, Some("no_route")), "{v}");
+    api.changed("DELETE", "/v1/vpcs/lab", None);
+    assert_eq!(api.refused("GET", "/v1/vpcs/lab", None).0, 404);
+    let (status, e) = api.refused("GET", "/v1/nothing-here", None);
+    assert_eq!((status, e.code.as_str()), (404, "no_route"), "{e:?}");
     assert!(reaches(&t, 80));
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
     let _ = std::fs::remove_dir_all(dir);

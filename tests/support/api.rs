@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rampart_control::api::types::{Enforced, ErrorBody, Nothing};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::netns::in_ns;
@@ -138,4 +140,49 @@ impl Client {
     pub fn delete(&self, path: &str) -> (u16, Value) {
         self.raw("DELETE", path, Some(&self.token), None)
     }
+
+    /// `GET path`, which must answer 200 with a `T` of the API's contract.
+    pub fn read<T: DeserializeOwned>(&self, path: &str) -> T {
+        typed(self.get(path), path)
+    }
+
+    /// A request with `body` that must answer 200 with a `T`.
+    pub fn typed_send<T: DeserializeOwned>(&self, method: &str, path: &str, body: &Value) -> T {
+        typed(self.send(method, path, body), path)
+    }
+
+    /// A change (`body` none: no body), which must answer 200: enforced.
+    pub fn change<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&Value>) -> Enforced<T> {
+        let answer = match body {
+            Some(b) => self.send(method, path, b),
+            None => self.raw(method, path, Some(&self.token), None),
+        };
+        let enforced: Enforced<T> = typed(answer, path);
+        assert!(enforced.enforced, "{method} {path}: 200 means enforced");
+        enforced
+    }
+
+    /// [`Client::change`] of an answer with nothing of its own.
+    pub fn changed(&self, method: &str, path: &str, body: Option<&Value>) -> Enforced<Nothing> {
+        self.change(method, path, body)
+    }
+
+    /// A request that must be refused: its status and error.
+    pub fn refused(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, ErrorBody) {
+        let (status, answer) = match body {
+            Some(b) => self.send(method, path, b),
+            None => self.raw(method, path, Some(&self.token), None),
+        };
+        assert_ne!(status, 200, "{method} {path} was not refused: {answer}");
+        let error = serde_json::from_value(answer.clone())
+            .unwrap_or_else(|e| panic!("{method} {path}: {answer} is not an error body: {e}"));
+        (status, error)
+    }
+}
+
+/// A 200 answer read as `T`.
+fn typed<T: DeserializeOwned>((status, answer): (u16, Value), path: &str) -> T {
+    assert_eq!(status, 200, "{path}: {answer}");
+    serde_json::from_value(answer.clone())
+        .unwrap_or_else(|e| panic!("{path}: {answer} does not read as the contract's type: {e}"))
 }
