@@ -300,10 +300,10 @@ fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
 /// capture whole frames, tags included.
 #[test]
 fn tagged_frames_keep_their_vlan_and_meet_their_vpcs_rules() {
-    use rampart_dataplane::wire::build::Spec;
     use rampart_dataplane::wire::headers::TCP_SYN;
     use rampart_dataplane::worker::BATCH;
     use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
+    use rampart_testkit::frames::Spec;
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("vlan");
     let dir = state_dir("vlan");

@@ -24,9 +24,9 @@ use rampart_control::model::eval::{self, Packet};
 use rampart_control::settings::Timeouts;
 use rampart_dataplane::conntrack::{Seed, State, NANOS};
 use rampart_dataplane::reason::DropReason;
-use rampart_dataplane::wire::build::{arp_request, Spec, L4};
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_testkit::frames::{arp_request, Spec, L4};
 use support::random_model::{addresses, random_model, PORTS, UNKNOWN_VLAN, VPCS};
 
 /// What a packet is, as the generator meant it.

@@ -17,9 +17,9 @@ use rampart_control::config::Config;
 use rampart_control::explain;
 use rampart_dataplane::conntrack::Seed;
 use rampart_dataplane::reason::DropReason;
-use rampart_dataplane::wire::build::{Spec, L4};
 use rampart_dataplane::wire::headers::TCP_SYN;
 use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_testkit::frames::{Spec, L4};
 use support::random_model::{addresses, random_model, PORTS, UNKNOWN_VLAN, VPCS};
 
 /// The packet kinds explain describes: its words after the addresses, and

@@ -9,9 +9,9 @@ use rampart_control::config::Config;
 use rampart_dataplane::conntrack::{Seed, State, NANOS};
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::snapshot::Snapshot;
-use rampart_dataplane::wire::build::{arp_request, Spec, L4};
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_testkit::frames::{arp_request, Spec, L4};
 
 const SYN: u8 = TCP_SYN;
 const SYNACK: u8 = TCP_SYN | TCP_ACK;

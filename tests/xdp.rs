@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_dataplane::engine::{poll_loop, Idle, Links, Passthrough};
+use rampart_dataplane::engine::{poll_loop, Idle, Links};
 use rampart_dataplane::xdp::{Io, PortOptions};
+use rampart_testkit::stages::Blind;
 use support::netns::{run, Topology, PORT_A, PORT_B};
 
 const FRAMES: u32 = 8192;
@@ -27,7 +28,7 @@ fn frames_cross_the_bridge_and_the_pool_stays_whole() {
             let mut io =
                 Io::open(&[PORT_A, PORT_B], 0, FRAMES, &PortOptions::default()).expect("AF_XDP sockets");
             let infos: Vec<String> = io.ports().iter().map(|p| p.info().to_string()).collect();
-            let mut stage = Passthrough::default();
+            let mut stage = Blind::default();
             let report = poll_loop(&mut io, &mut stage, Idle::Busy, &stop, Links::default());
             (infos, stage.frames, report)
         })

@@ -28,8 +28,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rampart_control::config::Config;
-use rampart_dataplane::engine::{poll_loop, Bridge, Idle, Links};
+use rampart_dataplane::engine::{poll_loop, Idle, Links};
 use rampart_dataplane::xdp::{Io, PortOptions};
+use rampart_testkit::stages::ReadHeader;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -263,7 +264,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
             let stop = Arc::clone(&stop);
             spawn_in(&fw_ns, fw_core, move || {
                 let mut io = Io::open(&["a0", "b0"], 0, 8192, &PortOptions::default())?;
-                let mut stage = Bridge::default();
+                let mut stage = ReadHeader::default();
                 Ok(poll_loop(
                     &mut io,
                     &mut stage,

@@ -4,9 +4,9 @@
 //! topology and the same traffic. Three forwarders, the same poll loop with a
 //! different stage:
 //! - `blind`: sends every frame on without reading a byte of it
-//!   ([`Passthrough`]);
+//!   ([`Blind`]);
 //! - `ceiling`: reads each frame's Ethernet header, as any bridge does, and
-//!   sends it on ([`Bridge`]); no parsing beyond, no state, no policy. The
+//!   sends it on ([`ReadHeader`]); no parsing beyond, no state, no policy. The
 //!   ratio is taken against this one;
 //! - `rampart`: the full worker.
 //!
@@ -37,10 +37,11 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use rampart_control::compile::Compiler;
 use rampart_control::config::Config;
-use rampart_dataplane::engine::{poll_loop, Bridge, Idle, Links, Passthrough, Policy, Stage};
-use rampart_dataplane::wire::build::Spec;
+use rampart_dataplane::engine::{poll_loop, Idle, Links, Policy, Stage};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker, BATCH};
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
+use rampart_testkit::frames::Spec;
+use rampart_testkit::stages::{Blind, ReadHeader};
 use serde::Serialize;
 
 use crate::classify::median;
@@ -178,8 +179,8 @@ fn frames(flows: usize) -> Vec<Vec<u8>> {
 
 pub(crate) fn stage_for(test: &str, policy: &Config) -> Box<dyn Stage + Send> {
     match test {
-        "blind" => return Box::new(Passthrough::default()),
-        "ceiling" => return Box::new(Bridge::default()),
+        "blind" => return Box::new(Blind::default()),
+        "ceiling" => return Box::new(ReadHeader::default()),
         _ => {}
     }
     let (snap, _) = Compiler::new().compile(&policy.model, &policy.settings);

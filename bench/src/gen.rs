@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use hdrhistogram::Histogram;
-use rampart_dataplane::wire::build::{Spec, L4};
-use rampart_dataplane::wire::build::{MAC_A, MAC_B};
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_SYN};
 use rampart_dataplane::worker::BATCH;
 use rampart_dataplane::xdp::{self, FrameDesc, Io, PortOptions};
+use rampart_testkit::frames::{Spec, L4};
+use rampart_testkit::frames::{MAC_A, MAC_B};
 use serde::{Deserialize, Serialize};
 
 const MAGIC: u16 = 0x52a7;
@@ -1005,7 +1005,7 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rampart_dataplane::wire::build::Checksum;
+    use rampart_testkit::frames::Checksum;
 
     /// Whether the L4 checksum of `frame` verifies (the ones' complement sum
     /// over the pseudo-header and the segment, checksum included, is 0xffff).

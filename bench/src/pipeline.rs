@@ -23,10 +23,10 @@ use rampart_control::model::{GroupSpec, InterfaceSpec, Model, Quotas, RuleSpec, 
 use rampart_control::settings::Settings;
 use rampart_dataplane::conntrack::{Flow, NANOS};
 use rampart_dataplane::snapshot::Snapshot;
-use rampart_dataplane::wire::build::Spec;
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_SYN};
 use rampart_dataplane::wire::parse;
 use rampart_dataplane::worker::{Action, Config, Side, Worker, BATCH};
+use rampart_testkit::frames::Spec;
 use serde::Serialize;
 
 use crate::classify::median;

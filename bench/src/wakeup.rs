@@ -25,9 +25,9 @@ use rampart_control::appliance::{Appliance, WakeLatencySetting};
 use rampart_control::config::Config;
 use rampart_control::wake::WakeLatency;
 use rampart_dataplane::engine::{poll_loop, Idle, Links, ADAPTIVE_SPIN};
-use rampart_dataplane::wire::build::Spec;
 use rampart_dataplane::worker::BATCH;
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
+use rampart_testkit::frames::Spec;
 use serde::Serialize;
 
 use crate::classify::percentile;

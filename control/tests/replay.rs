@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rampart_dataplane::port::pcap::{Reader, Writer};
-use rampart_dataplane::wire::build::{Spec, L4};
+use rampart_control::replay::pcap::{Reader, Writer};
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_SYN};
+use rampart_testkit::frames::{Spec, L4};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("an address")

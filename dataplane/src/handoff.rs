@@ -365,8 +365,8 @@ impl Handoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::build::{arp_request, Spec, L4};
     use crate::wire::headers::TCP_SYN;
+    use rampart_testkit::frames::{arp_request, Spec, L4};
     use std::net::IpAddr;
 
     /// Toeplitz bit by bit, for any key: the definition.

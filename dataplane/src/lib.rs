@@ -7,14 +7,12 @@
 //! - [`wire`], [`conntrack`], [`worker`], [`stats`], [`reason`]: zero-copy
 //!   parsing, the per-core connection table, the batch pipeline, per-worker
 //!   counters and drop reasons; [`hugepage`] backs the big tables;
-//! - [`port`]: the port abstraction with in-memory and pcap ports (the pcap one
-//!   for offline replay only);
 //! - [`xdp`] and [`engine`]: AF_XDP sockets sharing a UMEM per worker, and the
 //!   pinned poll-mode worker threads that run the pipeline between them.
 //!
 //! What it must never do: allocate, lock, log or make a system call per packet;
-//! know about HTTP or serde; touch files outside the offline pcap port. The control crate is its only writer, through
-//! one door: publishing a compiled snapshot.
+//! know about HTTP, serde or files. The control crate is its only writer,
+//! through one door: publishing a compiled snapshot.
 //!
 //! The security-group semantics it enforces exist as the reference evaluator in
 //! `rampart_control::model::eval`; the snapshot is tested against it.
@@ -30,7 +28,6 @@ pub mod conntrack;
 pub mod engine;
 pub mod handoff;
 pub mod hugepage;
-pub mod port;
 pub mod reason;
 pub mod snapshot;
 pub mod stats;

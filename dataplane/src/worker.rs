@@ -1,6 +1,6 @@
 //! The batch pipeline: a burst of frames from one port in, an [`Action`] per
-//! frame out. The same code runs under AF_XDP and under the in-memory and pcap
-//! ports of [`crate::port`].
+//! frame out. The same code runs under AF_XDP (the daemon) and on capture
+//! files (`rampart replay`).
 //!
 //! [`Worker::process_batch`] works phase by phase over the batch, so each phase
 //! runs a tight loop over hot data:

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Choice, Plan, Report};
 use rampart_bench::{api, e2e, forward, pipeline, update, wakeup};
-use rampart_dataplane::classify::classbench;
+use rampart_testkit::classbench;
 
 #[derive(Debug, Parser)]
 #[command(name = "rampart-bench", version)]

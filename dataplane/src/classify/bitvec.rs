@@ -565,8 +565,8 @@ impl<A: Addr> BitVector<A> {
     /// Runs the portable copy of the lookup from now on, whatever the CPU
     /// has: for tests, which otherwise run only the copy for the CPU they
     /// are on.
-    #[cfg(test)]
-    pub(super) fn portable(mut self) -> Self {
+    #[must_use]
+    pub fn portable(mut self) -> Self {
         self.simd = Simd::Baseline;
         self
     }

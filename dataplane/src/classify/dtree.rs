@@ -440,7 +440,7 @@ impl<A: Addr> DecisionTree<A> {
 
     /// The tree with leaves of at most `binth` rules where cuts can separate
     /// them, or `None` if it needs more than `max_nodes` nodes.
-    pub(super) fn build_with(rules: &[Rule<A>], binth: usize, max_nodes: usize) -> Option<Self> {
+    pub fn build_with(rules: &[Rule<A>], binth: usize, max_nodes: usize) -> Option<Self> {
         match Self::DIMS {
             5 => Self::build_dims::<5>(rules, binth, max_nodes),
             11 => Self::build_dims::<11>(rules, binth, max_nodes),
@@ -535,8 +535,8 @@ impl<A: Addr> DecisionTree<A> {
 
     /// The same tree, looked up without AVX-512 whatever the CPU has: for
     /// tests, which otherwise run only the copy for the CPU they are on.
-    #[cfg(test)]
-    pub(super) fn portable(mut self) -> Self {
+    #[must_use]
+    pub fn portable(mut self) -> Self {
         self.simd = Simd::Baseline;
         self
     }

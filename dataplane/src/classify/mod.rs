@@ -32,7 +32,6 @@
 //! Never here: allocation, locks or system calls during a lookup.
 
 mod bitvec;
-pub mod classbench;
 mod dtree;
 mod linear;
 mod tuple;
@@ -42,7 +41,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 pub use bitvec::{BitVector, MAX_RULES};
-pub use dtree::DecisionTree;
+pub use dtree::{DecisionTree, BINTH};
 pub use linear::Linear;
 pub use tuple::{Profile, TupleSpace};
 
@@ -391,7 +390,7 @@ impl<A: Addr> Engine<A> {
             // does not (fw1_1k: its wildcards replicate; the build stops
             // at the budget).
             let budget = dtree::SMALL_NODES_PER_RULE * rules.len();
-            if let Some(t) = DecisionTree::build_with(rules, dtree::BINTH, budget) {
+            if let Some(t) = DecisionTree::build_with(rules, BINTH, budget) {
                 return Engine::DecisionTree(t);
             }
             if let Some(b) = BitVector::build(rules) {
@@ -463,6 +462,3 @@ pub trait Classifier<A: Addr>: Send + Sync {
     /// Bytes of memory held by the built structure (rules included).
     fn memory_bytes(&self) -> usize;
 }
-
-#[cfg(test)]
-mod tests;

@@ -11,10 +11,7 @@
 //! No input can panic: every view checks the lengths its accessors use, and the
 //! property test in `tests.rs` feeds random and mutated frames through `parse`.
 
-pub mod build;
 pub mod headers;
-#[cfg(test)]
-mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

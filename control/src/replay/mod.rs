@@ -16,14 +16,17 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
+use self::pcap::{PcapPort, Reader, Writer};
+use self::port::{forward, Batch, Port};
 use ipnet::IpNet;
 use rampart_dataplane::conntrack::Seed;
-use rampart_dataplane::port::pcap::{PcapPort, Reader, Writer};
-use rampart_dataplane::port::{forward, Batch, Port};
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::stats::{Counters, PortTotals, Totals};
 use rampart_dataplane::wire::{self, Network};
 use rampart_dataplane::worker::{Config as WorkerConfig, Side, Worker, BATCH};
+
+pub mod pcap;
+pub mod port;
 
 use crate::compile::Compiler;
 use crate::config::Config;

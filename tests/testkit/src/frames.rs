@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::headers::*;
+use rampart_dataplane::wire::headers::*;
 
 /// The transport part of a frame.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::*;
+use rampart_dataplane::classify::*;
+use rampart_testkit::classbench;
 
 fn classbench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/classbench")
@@ -25,8 +26,8 @@ fn load(set: &str) -> (Vec<Rule<u32>>, Vec<Key<u32>>) {
         })
     };
     (
-        classbench::parse_rules(&read("rules")).unwrap(),
-        classbench::parse_trace(&read("trace")).unwrap(),
+        classbench::parse_rules(&read("rules")).expect("a ClassBench rule set"),
+        classbench::parse_trace(&read("trace")).expect("a ClassBench trace"),
     )
 }
 
@@ -196,7 +197,7 @@ fn rules<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Rule<A>>> {
                 dst_ports: dp,
                 priority,
                 action: if deny { Action::Deny } else { Action::Allow },
-                id: u32::try_from(i).unwrap(),
+                id: u32::try_from(i).expect("few rules"),
             })
             .collect()
     })
@@ -259,7 +260,7 @@ fn decision_tree_leaves_of_many_rules_keep_rank_order() {
                 dst_port: 80,
             })
             .collect();
-        let tree = DecisionTree::build_with(&rules, dtree::BINTH, usize::MAX).expect("no budget");
+        let tree = DecisionTree::build_with(&rules, BINTH, usize::MAX).expect("no budget");
         assert_eq!(tree.nodes(), 1, "{n} rules, one leaf");
         same_as_linear(&rules, &keys).unwrap();
     }
@@ -275,7 +276,7 @@ fn same_as_linear<A: Addr>(rules: &[Rule<A>], keys: &[Key<A>]) -> Result<(), Tes
         Box::new(TupleSpace::build(rules)),
         Box::new(BitVector::build(rules).expect("a small set")),
         Box::new(BitVector::build(rules).expect("a small set").portable()),
-        Box::new(tree(dtree::BINTH)),
+        Box::new(tree(BINTH)),
         Box::new(tree(1)),
         Box::new(tree(1).portable()),
     ];
@@ -402,7 +403,7 @@ fn many_rules<A: Addr>(
                 } else {
                     Action::Allow
                 },
-                id: u32::try_from(i).unwrap(),
+                id: u32::try_from(i).expect("few rules"),
             }
         })
         .collect()

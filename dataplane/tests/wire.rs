@@ -2,20 +2,21 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 
-use super::build::{arp_request, Checksum, Spec, L4};
-use super::headers::*;
-use super::*;
+use rampart_dataplane::reason::DropReason;
+use rampart_dataplane::wire::headers::*;
+use rampart_dataplane::wire::*;
+use rampart_testkit::frames::{arp_request, Checksum, Spec, L4};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
 }
 
 fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+    s.parse().expect("an address")
 }
 
 fn v4(s: &str) -> u128 {

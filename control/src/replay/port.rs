@@ -1,22 +1,18 @@
-//! Where frames come from and go to.
+//! Where replayed frames come from and go to.
 //!
 //! A [`Port`] receives bursts of frames into a [`Batch`] and transmits frames.
-//! The worker never sees a port: a driver receives a batch from one port, runs
-//! [`crate::worker::Worker::process_batch`] on it, and transmits each forwarded
-//! frame on the port its action names. Implementations:
-//! - [`MemoryPort`]: queues in memory, for tests and benchmarks;
-//! - [`pcap`]: capture files, for `rampart replay`;
-//! - AF_XDP (issue 5), where the batch is a burst of UMEM descriptors instead.
+//! The worker never sees a port: [`forward`] runs
+//! [`Worker::process_batch`] on a batch received from one port and transmits
+//! each forwarded frame on the other. The port here is a capture file
+//! ([`super::pcap`]); the daemon's ports are AF_XDP sockets, where a batch is
+//! a burst of UMEM descriptors instead.
 
-pub mod pcap;
-
-use std::collections::VecDeque;
 use std::io;
 use std::ops::Range;
 
-use crate::reason::DropReason;
-use crate::snapshot::Snapshot;
-use crate::worker::{Action, Side, Worker, BATCH};
+use rampart_dataplane::reason::DropReason;
+use rampart_dataplane::snapshot::Snapshot;
+use rampart_dataplane::worker::{Action, Side, Worker, BATCH};
 
 /// The largest frame a batch holds (a 1500-byte MTU with two VLAN tags, and
 /// room for jumbo frames up to 9216 bytes).
@@ -131,40 +127,42 @@ pub fn forward(
     Ok(())
 }
 
-/// A port backed by two queues: frames pushed with [`MemoryPort::inject`] are
-/// received, transmitted frames collect in [`MemoryPort::sent`].
-#[derive(Debug, Default)]
-pub struct MemoryPort {
-    pub rx: VecDeque<(Vec<u8>, u64)>,
-    pub sent: Vec<Vec<u8>>,
-}
-
-impl MemoryPort {
-    pub fn inject(&mut self, frame: Vec<u8>, time: u64) {
-        self.rx.push_back((frame, time));
-    }
-}
-
-impl Port for MemoryPort {
-    fn receive(&mut self, batch: &mut Batch) -> io::Result<()> {
-        batch.clear();
-        while !batch.is_full() {
-            let Some((frame, time)) = self.rx.pop_front() else {
-                break;
-            };
-            batch.push(&frame, time);
-        }
-        Ok(())
-    }
-    fn transmit(&mut self, frame: &[u8], _time: u64) -> io::Result<()> {
-        self.sent.push(frame.to_vec());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use super::*;
+
+    /// A port backed by two queues: frames pushed with [`MemoryPort::inject`] are
+    /// received, transmitted frames collect in [`MemoryPort::sent`].
+    #[derive(Debug, Default)]
+    pub struct MemoryPort {
+        pub rx: VecDeque<(Vec<u8>, u64)>,
+        pub sent: Vec<Vec<u8>>,
+    }
+
+    impl MemoryPort {
+        pub fn inject(&mut self, frame: Vec<u8>, time: u64) {
+            self.rx.push_back((frame, time));
+        }
+    }
+
+    impl Port for MemoryPort {
+        fn receive(&mut self, batch: &mut Batch) -> io::Result<()> {
+            batch.clear();
+            while !batch.is_full() {
+                let Some((frame, time)) = self.rx.pop_front() else {
+                    break;
+                };
+                batch.push(&frame, time);
+            }
+            Ok(())
+        }
+        fn transmit(&mut self, frame: &[u8], _time: u64) -> io::Result<()> {
+            self.sent.push(frame.to_vec());
+            Ok(())
+        }
+    }
 
     #[test]
     fn memory_port_delivers_in_bursts_in_order() {
@@ -189,9 +187,9 @@ mod tests {
     /// unprotected traffic: well-formed frames cross, a malformed one is dropped.
     #[test]
     fn forward_sends_each_frame_where_its_action_says() {
-        use crate::snapshot::{Builder, Settings, Timeouts};
-        use crate::wire::build::Spec;
-        use crate::worker::Config;
+        use rampart_dataplane::snapshot::{Builder, Settings, Timeouts};
+        use rampart_dataplane::worker::Config;
+        use rampart_testkit::frames::Spec;
 
         let t = 60;
         let timeouts = Timeouts {

@@ -1,27 +1,40 @@
-//! Capture files in the classic pcap format (Ethernet link type), read with
-//! microsecond or nanosecond timestamps in either byte order, written with
-//! nanosecond timestamps. For offline replay only: not a hot-path port.
+//! Capture files in the classic pcap format (Ethernet link type), through
+//! the `pcap-file` crate: read with microsecond or nanosecond timestamps in
+//! either byte order, written with nanosecond timestamps. Errors say which
+//! record is wrong.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
+use std::time::Duration;
 
-use super::{Batch, Port, MAX_FRAME};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::{DataLink, Endianness, PcapError, TsResolution};
 
-const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
-const MAGIC_NANOS: u32 = 0xa1b2_3c4d;
-const LINKTYPE_ETHERNET: u32 = 1;
+use super::port::{Batch, Port, MAX_FRAME};
+
+/// The first bytes of a pcapng file, which is not read here.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
+/// `e` as an I/O error, after `context`.
+fn error(context: &str, e: PcapError) -> io::Error {
+    match e {
+        PcapError::IoError(e) if e.kind() != io::ErrorKind::UnexpectedEof => {
+            io::Error::new(e.kind(), format!("{context}: {e}"))
+        }
+        PcapError::IoError(_) | PcapError::IncompleteBuffer => invalid(format!("{context}: truncated")),
+        other => invalid(format!("{context}: {other}")),
+    }
+}
+
 /// Reads a capture's frames with their timestamps (nanoseconds since the epoch).
 #[derive(Debug)]
-pub struct Reader<R> {
-    input: R,
-    swapped: bool,
-    nanos: bool,
+pub struct Reader<R: Read> {
+    input: PcapReader<io::Chain<io::Cursor<Vec<u8>>, R>>,
     buf: Vec<u8>,
     /// Frames read so far.
     pub frames: u64,
@@ -38,81 +51,56 @@ impl Reader<BufReader<File>> {
 impl<R: Read> Reader<R> {
     /// Reads and checks the global header.
     pub fn new(mut input: R) -> io::Result<Self> {
-        let mut header = [0u8; 24];
+        let mut header = vec![0u8; 24];
         input
             .read_exact(&mut header)
             .map_err(|_| invalid("not a pcap file: shorter than its 24-byte header".into()))?;
-        let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let (swapped, nanos) = match magic {
-            MAGIC_MICROS => (false, false),
-            MAGIC_NANOS => (false, true),
-            m if m.swap_bytes() == MAGIC_MICROS => (true, false),
-            m if m.swap_bytes() == MAGIC_NANOS => (true, true),
-            m => {
-                return Err(invalid(format!(
-                    "not a pcap file: magic number {m:#010x} (pcapng is not supported)"
-                )))
-            }
-        };
-        let r = Reader {
+        if header[..4] == PCAPNG_MAGIC {
+            return Err(invalid(
+                "not a pcap file: it is pcapng, which is not supported".into(),
+            ));
+        }
+        let input =
+            PcapReader::new(io::Cursor::new(header).chain(input)).map_err(|e| error("not a pcap file", e))?;
+        let linktype = input.header().datalink;
+        if linktype != DataLink::ETHERNET {
+            return Err(invalid(format!(
+                "link type {} is not Ethernet (1)",
+                u32::from(linktype)
+            )));
+        }
+        Ok(Reader {
             input,
-            swapped,
-            nanos,
             buf: Vec::with_capacity(2048),
             frames: 0,
-        };
-        let linktype = r.u32(&header[20..24]) & 0x0fff_ffff;
-        if linktype != LINKTYPE_ETHERNET {
-            return Err(invalid(format!("link type {linktype} is not Ethernet (1)")));
-        }
-        Ok(r)
-    }
-
-    fn u32(&self, b: &[u8]) -> u32 {
-        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        if self.swapped {
-            v.swap_bytes()
-        } else {
-            v
-        }
+        })
     }
 
     /// The next frame and its timestamp, or `None` at the end of the file.
     pub fn next_frame(&mut self) -> io::Result<Option<(&[u8], u64)>> {
-        let mut header = [0u8; 16];
-        match self.input.read_exact(&mut header[..1]) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
         let record = self.frames + 1;
-        self.input
-            .read_exact(&mut header[1..])
-            .map_err(|_| invalid(format!("record {record}: truncated record header")))?;
-        let secs = u64::from(self.u32(&header[0..4]));
-        let frac = u64::from(self.u32(&header[4..8]));
-        let caplen = self.u32(&header[8..12]) as usize;
-        if caplen > MAX_FRAME.max(65_535) {
+        let Some(packet) = self.input.next_packet() else {
+            return Ok(None);
+        };
+        let packet = packet.map_err(|e| error(&format!("record {record}"), e))?;
+        if packet.data.len() > MAX_FRAME.max(65_535) {
             return Err(invalid(format!(
-                "record {record}: captured length {caplen} is implausible"
+                "record {record}: captured length {} is implausible",
+                packet.data.len()
             )));
         }
-        self.buf.resize(caplen, 0);
-        self.input.read_exact(&mut self.buf).map_err(|_| {
-            invalid(format!(
-                "record {record}: truncated frame ({caplen} bytes announced)"
-            ))
-        })?;
+        let time = u64::try_from(packet.timestamp.as_nanos()).unwrap_or(u64::MAX);
+        self.buf.clear();
+        self.buf.extend_from_slice(&packet.data);
         self.frames = record;
-        let time = secs * 1_000_000_000 + if self.nanos { frac } else { frac * 1000 };
         Ok(Some((&self.buf, time)))
     }
 }
 
-/// Writes a capture (nanosecond timestamps, Ethernet).
+/// Writes a capture (nanosecond timestamps, Ethernet, little-endian).
 #[derive(Debug)]
 pub struct Writer<W: Write> {
-    output: W,
+    output: PcapWriter<W>,
     pub frames: u64,
 }
 
@@ -125,36 +113,36 @@ impl Writer<BufWriter<File>> {
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(mut output: W) -> io::Result<Self> {
-        let mut header = Vec::with_capacity(24);
-        header.extend(MAGIC_NANOS.to_le_bytes());
-        header.extend(2u16.to_le_bytes());
-        header.extend(4u16.to_le_bytes());
-        header.extend([0u8; 8]);
-        header.extend(262_144u32.to_le_bytes());
-        header.extend(LINKTYPE_ETHERNET.to_le_bytes());
-        output.write_all(&header)?;
+    pub fn new(output: W) -> io::Result<Self> {
+        let header = PcapHeader {
+            version_major: 2,
+            version_minor: 4,
+            ts_correction: 0,
+            ts_accuracy: 0,
+            snaplen: 262_144,
+            datalink: DataLink::ETHERNET,
+            ts_resolution: TsResolution::NanoSecond,
+            endianness: Endianness::Little,
+        };
+        let output =
+            PcapWriter::with_header(output, header).map_err(|e| error("writing the capture header", e))?;
         Ok(Writer { output, frames: 0 })
     }
 
     pub fn write(&mut self, frame: &[u8], time: u64) -> io::Result<()> {
         let len = u32::try_from(frame.len()).map_err(|_| invalid("frame too long".into()))?;
-        let secs = u32::try_from(time / 1_000_000_000).unwrap_or(u32::MAX);
-        let nanos = (time % 1_000_000_000) as u32;
-        let mut header = [0u8; 16];
-        header[0..4].copy_from_slice(&secs.to_le_bytes());
-        header[4..8].copy_from_slice(&nanos.to_le_bytes());
-        header[8..12].copy_from_slice(&len.to_le_bytes());
-        header[12..16].copy_from_slice(&len.to_le_bytes());
-        self.output.write_all(&header)?;
-        self.output.write_all(frame)?;
+        let packet = PcapPacket::new(Duration::from_nanos(time), len, frame);
+        self.output
+            .write_packet(&packet)
+            .map_err(|e| error(&format!("record {}", self.frames + 1), e))?;
         self.frames += 1;
         Ok(())
     }
 
-    pub fn finish(mut self) -> io::Result<W> {
-        self.output.flush()?;
-        Ok(self.output)
+    pub fn finish(self) -> io::Result<W> {
+        let mut output = self.output.into_writer();
+        output.flush()?;
+        Ok(output)
     }
 }
 
@@ -179,6 +167,7 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
         }
         Ok(())
     }
+
     fn transmit(&mut self, frame: &[u8], time: u64) -> io::Result<()> {
         match self.writer.as_mut() {
             Some(w) => w.write(frame, time),
@@ -206,7 +195,7 @@ mod tests {
         assert_eq!(r.next_frame().unwrap(), None);
         // A big-endian microsecond capture, as some tools write.
         let mut be = Vec::new();
-        be.extend(MAGIC_MICROS.to_be_bytes());
+        be.extend(0xa1b2_c3d4u32.to_be_bytes());
         be.extend([0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0, 0, 1]);
         be.extend([0, 0, 0, 7, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0, 2, 0xaa, 0xbb]);
         let mut r = Reader::new(be.as_slice()).unwrap();
@@ -233,7 +222,16 @@ mod tests {
         w.write(&[1; 10], 0).unwrap();
         let mut bytes = w.finish().unwrap();
         bytes.truncate(bytes.len() - 3);
-        assert!(err(&bytes).contains("record 1: truncated frame"));
+        let e = err(&bytes);
+        assert!(e.contains("record 1: truncated"), "{e}");
+        // A record that claims 4 GB: refused, never allocated.
+        let mut huge = Writer::new(Vec::new()).unwrap().finish().unwrap();
+        huge.extend([0; 8]);
+        huge.extend(0xffff_fff0u32.to_le_bytes());
+        huge.extend(0xffff_fff0u32.to_le_bytes());
+        huge.extend([0; 64]);
+        let e = err(&huge);
+        assert!(e.contains("record 1"), "{e}");
         let mut raw = Writer::new(Vec::new()).unwrap().finish().unwrap();
         raw[20] = 101;
         assert!(err(&raw).contains("not Ethernet"));

@@ -6,7 +6,7 @@
 //! field is ignored, as by most 5-tuple classifiers (and rte_acl). This module
 //! parses text; reading files is the caller's business.
 
-use super::{Action, AddrMatch, Key, Prefix, Rule};
+use rampart_dataplane::classify::{Action, AddrMatch, Key, Prefix, Rule};
 
 /// A line that is not in ClassBench's format.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
