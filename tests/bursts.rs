@@ -25,7 +25,7 @@ use rampart_control::settings::Timeouts;
 use rampart_dataplane::conntrack::{Seed, State, NANOS};
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
-use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_dataplane::worker::{Config as WorkerConfig, Fate, Side, Worker};
 use rampart_testkit::frames::{arp_request, Spec, L4};
 use support::random_model::{addresses, random_model, PORTS, UNKNOWN_VLAN, VPCS};
 
@@ -314,7 +314,7 @@ impl Naive<'_> {
     }
 
     /// The fate of a packet that is not a later fragment.
-    fn decide(&mut self, p: &Pkt, now: u64, forward: Action) -> Action {
+    fn decide(&mut self, p: &Pkt, now: u64, forward: Fate) -> Fate {
         let timeouts = &self.config.settings.timeouts;
         if let Kind::Arp | Kind::Nd(_) = p.kind {
             return forward;
@@ -350,7 +350,7 @@ impl Naive<'_> {
             &p.eval_packet(),
         );
         if !v.allowed {
-            return Action::Drop(if v.checks.is_empty() {
+            return Fate::Drop(if v.checks.is_empty() {
                 DropReason::Unprotected
             } else {
                 DropReason::Denied
@@ -367,7 +367,7 @@ impl Naive<'_> {
             Kind::Tcp(f) => {
                 let pure_syn = f & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
                 if !pure_syn && !self.config.settings.tcp_pickup {
-                    return Action::Drop(DropReason::TcpInvalid);
+                    return Fate::Drop(DropReason::TcpInvalid);
                 }
                 if !pure_syn && f & TCP_RST != 0 {
                     return forward;
@@ -409,7 +409,7 @@ impl Naive<'_> {
         }
     }
 
-    fn frame(&mut self, f: &Frame, now: u64, forward: Action) -> Action {
+    fn frame(&mut self, f: &Frame, now: u64, forward: Fate) -> Fate {
         match f.piece {
             Piece::Whole => self.decide(&f.pkt, now, forward),
             Piece::Later(id) => match self.datagrams.get(&Self::datagram(&f.pkt, id)) {
@@ -417,10 +417,10 @@ impl Naive<'_> {
                     if allowed {
                         forward
                     } else {
-                        Action::Drop(DropReason::FragmentDenied)
+                        Fate::Drop(DropReason::FragmentDenied)
                     }
                 }
-                _ => Action::Drop(DropReason::FragmentWithoutFirst),
+                _ => Fate::Drop(DropReason::FragmentWithoutFirst),
             },
             Piece::First(id) => {
                 let fate = self.decide(&f.pkt, now, forward);
@@ -716,16 +716,16 @@ fn run_case(seed: u64, bursts: usize, seen: &mut Seen) {
         } else {
             Side::B
         };
-        let forward = Action::Forward(from.other());
+        let forward = Fate::Forward(from.other());
         let refs: Vec<&[u8]> = frames.iter().map(|f| f.bytes.as_slice()).collect();
-        let mut out = vec![Action::Drop(DropReason::Denied); frames.len()];
+        let mut out = vec![Fate::Drop(DropReason::Denied); frames.len()];
         worker.process_batch(&snap, now, from, &refs, &mut out);
         for (i, f) in frames.iter().enumerate() {
             let expected = naive.frame(f, now, forward);
             seen.frames += 1;
             match out[i] {
-                Action::Forward(_) => seen.forwarded += 1,
-                Action::Drop(r) => *seen.reasons.entry(r.name()).or_default() += 1,
+                Fate::Forward(_) => seen.forwarded += 1,
+                Fate::Drop(r) => *seen.reasons.entry(r.name()).or_default() += 1,
             }
             assert_eq!(
                 out[i],

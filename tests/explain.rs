@@ -18,7 +18,7 @@ use rampart_control::explain;
 use rampart_dataplane::conntrack::Seed;
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::wire::headers::TCP_SYN;
-use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_dataplane::worker::{Config as WorkerConfig, Fate, Side, Worker};
 use rampart_testkit::frames::{Spec, L4};
 use support::random_model::{addresses, random_model, PORTS, UNKNOWN_VLAN, VPCS};
 
@@ -130,9 +130,9 @@ fn explain_says_what_the_pipeline_does_for_every_packet_kind() {
                     seed: Seed::fixed(1),
                     ..WorkerConfig::for_capacity(64)
                 });
-                let mut out = [Action::Drop(DropReason::Denied)];
+                let mut out = [Fate::Drop(DropReason::Denied)];
                 worker.process_batch(&snap, 1, Side::A, &[&spec.build()], &mut out);
-                let forwarded = out[0] == Action::Forward(Side::B);
+                let forwarded = out[0] == Fate::Forward(Side::B);
                 let opened = !worker.flows().is_empty();
                 assert_eq!(
                     (e.allowed, e.tracked),

@@ -10,7 +10,7 @@ use rampart_dataplane::conntrack::{Seed, State, NANOS};
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
-use rampart_dataplane::worker::{Action, Config as WorkerConfig, Side, Worker};
+use rampart_dataplane::worker::{Config as WorkerConfig, Fate, Side, Worker};
 use rampart_testkit::frames::{arp_request, Spec, L4};
 
 const SYN: u8 = TCP_SYN;
@@ -143,20 +143,20 @@ impl Harness {
         self.snap = self.compiler.compile(&cfg.model, &cfg.settings).0;
     }
 
-    fn send(&mut self, from: Side, frame: &[u8]) -> Action {
-        let mut out = [Action::Drop(DropReason::Denied)];
+    fn send(&mut self, from: Side, frame: &[u8]) -> Fate {
+        let mut out = [Fate::Drop(DropReason::Denied)];
         self.worker
             .process_batch(&self.snap, self.now, from, &[frame], &mut out);
         out[0]
     }
 
     /// Sends a frame from the client side (A).
-    fn a(&mut self, spec: &Spec) -> Action {
+    fn a(&mut self, spec: &Spec) -> Fate {
         self.send(Side::A, &spec.build())
     }
 
     /// Sends a frame from the server side (B).
-    fn b(&mut self, spec: &Spec) -> Action {
+    fn b(&mut self, spec: &Spec) -> Fate {
         self.send(Side::B, &spec.build())
     }
 
@@ -173,11 +173,11 @@ impl Harness {
     }
 }
 
-const TO_B: Action = Action::Forward(Side::B);
-const TO_A: Action = Action::Forward(Side::A);
+const TO_B: Fate = Fate::Forward(Side::B);
+const TO_A: Fate = Fate::Forward(Side::A);
 
-fn drop(reason: DropReason) -> Action {
-    Action::Drop(reason)
+fn drop(reason: DropReason) -> Fate {
+    Fate::Drop(reason)
 }
 
 fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u8) -> Spec {
@@ -587,7 +587,7 @@ fn a_batch_with_two_packets_of_one_new_flow_opens_it_once() {
     let mut h = Harness::new(&config("revalidate", false));
     let q = Spec::udp(ip(CLIENT), 7000, ip(WEB), 5000).build();
     let syn = tcp(CLIENT, 1, WEB, 80, SYN).build();
-    let mut out = [Action::Drop(DropReason::Denied); 4];
+    let mut out = [Fate::Drop(DropReason::Denied); 4];
     h.worker
         .process_batch(&h.snap, h.now, Side::A, &[&q, &q, &syn, &syn], &mut out);
     assert_eq!(out, [TO_B; 4]);
@@ -600,7 +600,7 @@ fn a_batch_that_closes_and_reopens_a_connection() {
     let mut h = Harness::new(&config("revalidate", false));
     let syn = tcp(CLIENT, 1, WEB, 80, SYN).build();
     let rst = tcp(WEB, 80, CLIENT, 1, TCP_RST | TCP_ACK).build();
-    let mut out = [Action::Drop(DropReason::Denied); 3];
+    let mut out = [Fate::Drop(DropReason::Denied); 3];
     // Opened, reset by the server and reopened, all within one batch.
     h.worker
         .process_batch(&h.snap, h.now, Side::A, &[&syn, &rst, &syn], &mut out);
@@ -637,7 +637,7 @@ fn frames_longer_than_the_ports_largest_are_dropped_as_oversize() {
 }
 
 /// Sends `frames` as one batch from `from`; the action for each.
-fn burst(h: &mut Harness, from: Side, frames: &[Vec<u8>]) -> Vec<Action> {
+fn burst(h: &mut Harness, from: Side, frames: &[Vec<u8>]) -> Vec<Fate> {
     let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
     let mut out = vec![drop(DropReason::Denied); frames.len()];
     h.worker.process_batch(&h.snap, h.now, from, &refs, &mut out);
@@ -763,7 +763,7 @@ fn full_table_eviction_does_not_depend_on_the_hash_seed() {
             let from = if step == SYNACK { Side::B } else { Side::A };
             for chunk in frames.chunks(64) {
                 let out = burst(&mut h, from, chunk);
-                assert!(out.iter().all(|a| matches!(a, Action::Forward(_))), "seed {seed}");
+                assert!(out.iter().all(|a| matches!(a, Fate::Forward(_))), "seed {seed}");
             }
         }
         assert_eq!(h.worker.flows().len(), usize::from(cap));

@@ -89,7 +89,7 @@ impl rampart_dataplane::engine::Stage for Panics {
         _: u64,
         _: rampart_dataplane::worker::Side,
         _: &[&[u8]],
-        _: &mut [rampart_dataplane::worker::Action],
+        _: &mut [rampart_dataplane::worker::Fate],
     ) {
         panic!("injected worker failure");
     }
@@ -97,7 +97,7 @@ impl rampart_dataplane::engine::Stage for Panics {
 
 #[test]
 fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
-    use rampart_dataplane::engine::{Engine, WorkerSpec};
+    use rampart_dataplane::engine::{WorkerSpec, Workers};
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let topo = Topology::new("panic");
     topo.address(&topo.client, "198.18.0.1/24");
@@ -105,7 +105,7 @@ fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
     // Opened and started from inside the appliance's namespace, as the daemon
     // is: the worker thread inherits it, and detaching (by interface index)
     // on the way out must happen there.
-    let engine = support::netns::in_ns(&topo.fw, || {
+    let workers = support::netns::in_ns(&topo.fw, || {
         let io = Io::open(&[PORT_A, PORT_B], 0, 4096, &PortOptions::default()).expect("AF_XDP sockets");
         let spec = WorkerSpec {
             io,
@@ -115,7 +115,7 @@ fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
             bell: None,
             stats: None,
         };
-        Engine::start(vec![spec], Idle::Adaptive).expect("start")
+        Workers::start(vec![spec], Idle::Adaptive).expect("start")
     });
     assert!(!topo.xdp_programs().is_empty(), "programs attached while running");
     // The first frame (an ARP request or the ping) makes the worker panic.
@@ -133,7 +133,7 @@ fn a_worker_panic_stops_the_engine_and_detaches_the_programs() {
         ])
         .output();
     let never = AtomicBool::new(false);
-    let exits = engine.wait(&never);
+    let exits = workers.wait(&never);
     assert_eq!(exits.len(), 1);
     match &exits[0].result {
         Err(msg) => assert!(msg.contains("injected worker failure"), "{msg}"),

@@ -37,7 +37,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use rampart_control::compile::Compiler;
 use rampart_control::config::Config;
-use rampart_dataplane::engine::{poll_loop, Idle, Links, Policy, Stage};
+use rampart_dataplane::engine::{poll_loop, Idle, Links, Pipeline, Stage};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker, BATCH};
 use rampart_dataplane::xdp::{FrameDesc, Io, PortOptions};
 use rampart_testkit::frames::Spec;
@@ -184,7 +184,7 @@ pub(crate) fn stage_for(test: &str, policy: &Config) -> Box<dyn Stage + Send> {
         _ => {}
     }
     let (snap, _) = Compiler::new().compile(&policy.model, &policy.settings);
-    Box::new(Policy {
+    Box::new(Pipeline {
         worker: Worker::new(WorkerConfig {
             max_frame: 1522,
             ..WorkerConfig::for_capacity(262_144)

@@ -25,7 +25,7 @@ use rampart_dataplane::conntrack::{Flow, NANOS};
 use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_SYN};
 use rampart_dataplane::wire::parse;
-use rampart_dataplane::worker::{Action, Config, Side, Worker, BATCH};
+use rampart_dataplane::worker::{Config, Fate, Side, Worker, BATCH};
 use rampart_testkit::frames::Spec;
 use serde::Serialize;
 
@@ -184,16 +184,13 @@ fn segment(i: usize, flags: u8, reply: bool) -> Vec<u8> {
 
 /// Runs all frames through the worker once; returns a checksum.
 fn pass(worker: &mut Worker, snap: &Snapshot, now: u64, side: Side, frames: &mut Frames) -> u64 {
-    let mut out = [Action::Drop(rampart_dataplane::reason::DropReason::Denied); BATCH];
+    let mut out = [Fate::Drop(rampart_dataplane::reason::DropReason::Denied); BATCH];
     let mut sum = 0u64;
     let mut start = 0;
     while start < frames.count {
         let (refs, n) = frames.batch(start);
         worker.process_batch(snap, now, side, &refs[..n], &mut out[..n]);
-        sum += out[..n]
-            .iter()
-            .filter(|a| matches!(a, Action::Forward(_)))
-            .count() as u64;
+        sum += out[..n].iter().filter(|a| matches!(a, Fate::Forward(_))).count() as u64;
         start += n;
     }
     sum

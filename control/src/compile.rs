@@ -347,10 +347,10 @@ fn proto(rule: &Rule) -> Option<u8> {
     }
 }
 
-fn action(rule: &Rule) -> classify::Action {
+fn action(rule: &Rule) -> classify::RuleAction {
     match rule.action {
-        crate::model::Action::Allow => classify::Action::Allow,
-        crate::model::Action::Deny => classify::Action::Deny,
+        crate::model::Action::Allow => classify::RuleAction::Allow,
+        crate::model::Action::Deny => classify::RuleAction::Deny,
     }
 }
 

@@ -24,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rampart_dataplane::engine::{Engine, Idle, LoopStats, Policy, WorkerSpec};
+use rampart_dataplane::engine::{Idle, LoopStats, Pipeline, WorkerSpec, Workers};
 use rampart_dataplane::handoff::{Doorbell, Handoff};
 use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
@@ -235,7 +235,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         counters.push(worker.counters());
         specs.push(WorkerSpec {
             io,
-            stage: Policy {
+            stage: Pipeline {
                 worker,
                 snapshots: Arc::clone(&snapshots),
             },
@@ -312,7 +312,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         IdleSetting::Busy => Idle::Busy,
         IdleSetting::Adaptive => Idle::Adaptive,
     };
-    let engine = Engine::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
+    let workers = Workers::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
 
     let control_stop = Arc::new(AtomicBool::new(false));
     let api = Arc::new(Api {
@@ -357,7 +357,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         })
     });
 
-    let exits = engine.wait(&term);
+    let exits = workers.wait(&term);
     control_stop.store(true, Ordering::Relaxed);
     let served = control
         .join()

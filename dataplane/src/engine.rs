@@ -6,7 +6,7 @@
 //! completions. With several workers, frames whose flow another worker owns
 //! are passed to it first ([`crate::handoff`]).
 //!
-//! The snapshot is read through `arc-swap` once per burst ([`Policy`]), so a
+//! The snapshot is read through `arc-swap` once per burst ([`Pipeline`]), so a
 //! snapshot the control thread publishes is used from the next burst on.
 //!
 //! Idle policy ([`Idle`]): `busy` polls without pause; `adaptive` spins for
@@ -28,7 +28,7 @@ use crate::handoff::{Doorbell, Handoff};
 use crate::reason::DropReason;
 use crate::snapshot::Snapshot;
 use crate::stats::Counter;
-use crate::worker::{Action, Side, Worker, BATCH};
+use crate::worker::{Fate, Side, Worker, BATCH};
 use crate::xdp::{Io, PoolReport};
 
 /// How long an adaptive worker keeps spinning after its last frame.
@@ -54,13 +54,13 @@ pub enum Idle {
 pub trait Stage {
     /// Decides `frames`, received on `from` at `now` (monotonic nanoseconds):
     /// `out[i]` for `frames[i]`.
-    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]);
+    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Fate]);
     /// Called when idle (expiry sweeps).
     fn idle(&mut self, _now: u64) {}
 }
 
 impl<S: Stage + ?Sized> Stage for Box<S> {
-    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Fate]) {
         (**self).process(now, from, frames, out);
     }
     fn idle(&mut self, now: u64) {
@@ -71,13 +71,13 @@ impl<S: Stage + ?Sized> Stage for Box<S> {
 /// The security-group pipeline: a [`Worker`] deciding each burst against the
 /// snapshot current when the burst arrived.
 #[derive(Debug)]
-pub struct Policy {
+pub struct Pipeline {
     pub worker: Worker,
     pub snapshots: Arc<ArcSwap<Snapshot>>,
 }
 
-impl Stage for Policy {
-    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+impl Stage for Pipeline {
+    fn process(&mut self, now: u64, from: Side, frames: &[&[u8]], out: &mut [Fate]) {
         let snap = self.snapshots.load();
         self.worker.process_batch(&snap, now, from, frames, out);
     }
@@ -230,7 +230,7 @@ pub fn poll_loop<S: Stage>(
 
 /// Per-burst scratch space of [`decide`].
 struct Scratch {
-    out: [Action; BATCH],
+    out: [Fate; BATCH],
     to: [[FrameDesc; BATCH]; 2],
     dropped: [FrameDesc; BATCH],
 }
@@ -238,7 +238,7 @@ struct Scratch {
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            out: [Action::Drop(DropReason::Denied); BATCH],
+            out: [Fate::Drop(DropReason::Denied); BATCH],
             to: [[FrameDesc::default(); BATCH]; 2],
             dropped: [FrameDesc::default(); BATCH],
         }
@@ -288,12 +288,12 @@ fn decide<S: Stage>(io: &mut Io, stage: &mut S, now: u64, side: Side, descs: &[F
     let mut d = 0;
     for (desc, action) in descs.iter().zip(&s.out[..n]) {
         match action {
-            Action::Forward(to_side) => {
+            Fate::Forward(to_side) => {
                 let t = to_side.index();
                 s.to[t][counts[t]] = *desc;
                 counts[t] += 1;
             }
-            Action::Drop(_) => {
+            Fate::Drop(_) => {
                 s.dropped[d] = *desc;
                 d += 1;
             }
@@ -333,15 +333,15 @@ pub struct WorkerExit<S> {
 }
 
 /// Running workers.
-pub struct Engine<S> {
+pub struct Workers<S> {
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<(PoolReport, S)>>,
     exits: Receiver<usize>,
 }
 
-impl<S> std::fmt::Debug for Engine<S> {
+impl<S> std::fmt::Debug for Workers<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
+        f.debug_struct("Workers")
             .field("workers", &self.handles.len())
             .finish_non_exhaustive()
     }
@@ -356,10 +356,10 @@ impl Drop for ExitNotice {
     }
 }
 
-impl<S: Stage + Send + 'static> Engine<S> {
+impl<S: Stage + Send + 'static> Workers<S> {
     /// Starts one thread per worker, each pinned to its core when one is given
     /// (the caller checks the core list against the machine's cores first).
-    pub fn start(workers: Vec<WorkerSpec<S>>, idle: Idle) -> std::io::Result<Engine<S>> {
+    pub fn start(workers: Vec<WorkerSpec<S>>, idle: Idle) -> std::io::Result<Workers<S>> {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, exits) = channel::unbounded();
         let mut handles = Vec::with_capacity(workers.len());
@@ -391,7 +391,7 @@ impl<S: Stage + Send + 'static> Engine<S> {
                 })?;
             handles.push(handle);
         }
-        Ok(Engine { stop, handles, exits })
+        Ok(Workers { stop, handles, exits })
     }
 
     /// Waits until `term` is set or any worker ends (a panic, say), then stops

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::classify::{Action, Classifier, Engine, Key, Match};
+use crate::classify::{Classifier, Engine, Key, Match, RuleAction};
 
 /// The two directions a policy can face.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,7 +132,7 @@ impl Check {
     pub fn allows(self) -> bool {
         match self {
             Check::IntraGroup(_) | Check::NotFiltered => true,
-            Check::Rule(m) => m.action == Action::Allow,
+            Check::Rule(m) => m.action == RuleAction::Allow,
             Check::ImplicitDeny => false,
         }
     }

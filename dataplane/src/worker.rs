@@ -1,4 +1,4 @@
-//! The batch pipeline: a burst of frames from one port in, an [`Action`] per
+//! The batch pipeline: a burst of frames from one port in, an [`Fate`] per
 //! frame out. The same code runs under AF_XDP (the daemon) and on capture
 //! files (`rampart replay`).
 //!
@@ -84,7 +84,7 @@ impl Side {
 
 /// What happens to a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub enum Fate {
     /// Send it out of this port.
     Forward(Side),
     Drop(DropReason),
@@ -147,7 +147,7 @@ struct Seen {
 /// What phase 1 left to do for a frame.
 #[derive(Clone, Copy, Debug)]
 enum Step {
-    Done(Action),
+    Done(Fate),
     /// Look the flow up in the connection table.
     Track,
     /// An ICMP error quoting a flow (its key is the frame's key): passes if
@@ -259,7 +259,7 @@ impl Worker {
         now: u64,
         from: Side,
         frames: &[&[u8]],
-        out: &mut [Action],
+        out: &mut [Fate],
     ) {
         assert!(out.len() >= frames.len(), "one action per frame");
         for (frames, out) in frames.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
@@ -279,15 +279,15 @@ impl Worker {
         clippy::needless_range_loop,
         reason = "each phase indexes several parallel per-frame arrays"
     )]
-    fn batch(&mut self, snap: &Snapshot, now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+    fn batch(&mut self, snap: &Snapshot, now: u64, from: Side, frames: &[&[u8]], out: &mut [Fate]) {
         let n = frames.len();
-        let forward = Action::Forward(from.other());
+        let forward = Fate::Forward(from.other());
         let settings = &snap.settings;
 
         // Phase 1: parse; settle what needs no connection state.
         for i in 0..n {
             if frames[i].len() > self.max_frame {
-                self.steps[i] = Step::Done(Action::Drop(DropReason::Oversize));
+                self.steps[i] = Step::Done(Fate::Drop(DropReason::Oversize));
                 self.parsed[i].fragment = Fragment::Whole;
                 continue;
             }
@@ -295,7 +295,7 @@ impl Worker {
                 Err(reason) => {
                     // Not a fragment whose verdict later fragments could take.
                     self.parsed[i].fragment = Fragment::Whole;
-                    Step::Done(Action::Drop(reason))
+                    Step::Done(Fate::Drop(reason))
                 }
                 Ok(()) => {
                     let p = self.parsed[i];
@@ -352,7 +352,7 @@ impl Worker {
                     };
                     match hit {
                         Hit::Pass => out[i] = forward,
-                        Hit::Drop(reason) => out[i] = Action::Drop(reason),
+                        Hit::Drop(reason) => out[i] = Fate::Drop(reason),
                         Hit::FirstPacket => {
                             self.misses[misses] = i as u8;
                             misses += 1;
@@ -389,26 +389,26 @@ impl Worker {
                 Fragment::Later(id) => {
                     out[i] = match self.frags.verdict(&frag_key(&self.parsed[i], id), now) {
                         Some(true) => forward,
-                        Some(false) => Action::Drop(DropReason::FragmentDenied),
-                        None => Action::Drop(DropReason::FragmentWithoutFirst),
+                        Some(false) => Fate::Drop(DropReason::FragmentDenied),
+                        None => Fate::Drop(DropReason::FragmentWithoutFirst),
                     };
                 }
                 Fragment::First(id) => {
-                    let allowed = matches!(out[i], Action::Forward(_));
+                    let allowed = matches!(out[i], Fate::Forward(_));
                     let key = frag_key(&self.parsed[i], id);
                     if self.frags.record(key, allowed, frag_deadline, now).is_err() {
-                        out[i] = Action::Drop(DropReason::FragmentTableFull);
+                        out[i] = Fate::Drop(DropReason::FragmentTableFull);
                     }
                 }
             }
             let len = frames[i].len() as u64;
             rx_bytes += len;
             match out[i] {
-                Action::Forward(_) => {
+                Fate::Forward(_) => {
                     fwd += 1;
                     fwd_bytes += len;
                 }
-                Action::Drop(reason) => self.stats.drops[reason.index()].add(1),
+                Fate::Drop(reason) => self.stats.drops[reason.index()].add(1),
             }
         }
 
@@ -428,14 +428,14 @@ impl Worker {
     }
 
     /// Phase 1 for a parsed frame.
-    fn first_step(&mut self, p: &Parsed, i: usize, forward: Action, forward_non_ip: bool) -> Step {
+    fn first_step(&mut self, p: &Parsed, i: usize, forward: Fate, forward_non_ip: bool) -> Step {
         match p.network {
             Network::Arp => {
                 self.stats.unevaluated.add(1);
                 return Step::Done(forward);
             }
             Network::Other(_) if forward_non_ip => return Step::Done(forward),
-            Network::Other(_) => return Step::Done(Action::Drop(DropReason::NonIp)),
+            Network::Other(_) => return Step::Done(Fate::Drop(DropReason::NonIp)),
             Network::Ipv4 | Network::Ipv6 => {}
         }
         if let Fragment::Later(_) = p.fragment {
@@ -481,7 +481,7 @@ impl Worker {
     /// Phase 4 for the miss in frame `i`, decided `v` by the rules (out of
     /// line, away from the hit path).
     #[inline(never)]
-    fn settle(&mut self, snap: &Snapshot, i: usize, v: &Verdict, now: u64, forward: Action) -> Action {
+    fn settle(&mut self, snap: &Snapshot, i: usize, v: &Verdict, now: u64, forward: Fate) -> Fate {
         let step = self.steps[i];
         match step {
             Step::Track => {
@@ -489,7 +489,7 @@ impl Worker {
                     let (key, from_lo, _) = self.keys[i];
                     match self.hit(snap, bucket, &key, from_lo, self.parsed[i].tcp_flags, now) {
                         Hit::Pass => return forward,
-                        Hit::Drop(reason) => return Action::Drop(reason),
+                        Hit::Drop(reason) => return Fate::Drop(reason),
                         // Removed just now: this packet opens it anew.
                         Hit::FirstPacket => {}
                     }
@@ -504,13 +504,13 @@ impl Worker {
         count_rules(&self.stats, v);
         count_interfaces(&self.stats, v);
         if !v.allowed {
-            Action::Drop(if v.ingress.is_none() && v.egress.is_none() {
+            Fate::Drop(if v.ingress.is_none() && v.egress.is_none() {
                 DropReason::Unprotected
             } else {
                 DropReason::Denied
             })
         } else if v.stateful && matches!(step, Step::Track) && creates(&self.parsed[i]) {
-            self.open(i, snap, now).map_or_else(Action::Drop, |()| forward)
+            self.open(i, snap, now).map_or_else(Fate::Drop, |()| forward)
         } else {
             forward
         }

@@ -196,7 +196,7 @@ fn rules<A: Addr>(pool: Vec<A>) -> impl Strategy<Value = Vec<Rule<A>>> {
                 src_ports: sp,
                 dst_ports: dp,
                 priority,
-                action: if deny { Action::Deny } else { Action::Allow },
+                action: if deny { RuleAction::Deny } else { RuleAction::Allow },
                 id: u32::try_from(i).expect("few rules"),
             })
             .collect()
@@ -247,7 +247,11 @@ fn decision_tree_leaves_of_many_rules_keep_rank_order() {
                 src_ports: (0, 65535),
                 dst_ports: (80, 80),
                 priority: 1 + i % 7,
-                action: if i % 3 == 0 { Action::Deny } else { Action::Allow },
+                action: if i % 3 == 0 {
+                    RuleAction::Deny
+                } else {
+                    RuleAction::Allow
+                },
                 id: i,
             })
             .collect();
@@ -323,9 +327,12 @@ fn the_deciding_rule_is_the_smallest_priority_then_deny_then_smallest_id() {
     };
     let key = Key::default();
     for (rules, want) in [
-        (vec![any(2, Action::Deny, 0), any(1, Action::Allow, 1)], 1),
-        (vec![any(1, Action::Allow, 0), any(1, Action::Deny, 1)], 1),
-        (vec![any(1, Action::Allow, 5), any(1, Action::Allow, 3)], 3),
+        (vec![any(2, RuleAction::Deny, 0), any(1, RuleAction::Allow, 1)], 1),
+        (vec![any(1, RuleAction::Allow, 0), any(1, RuleAction::Deny, 1)], 1),
+        (
+            vec![any(1, RuleAction::Allow, 5), any(1, RuleAction::Allow, 3)],
+            3,
+        ),
     ] {
         assert_eq!(TupleSpace::build(&rules).lookup(&key).map(|m| m.id), Some(want));
         assert_eq!(
@@ -399,9 +406,9 @@ fn many_rules<A: Addr>(
                 dst_ports: if diverse_ports { (0, 65535) } else { ports(s) },
                 priority: s.below(50) as u32,
                 action: if s.below(3) == 0 {
-                    Action::Deny
+                    RuleAction::Deny
                 } else {
-                    Action::Allow
+                    RuleAction::Allow
                 },
                 id: u32::try_from(i).expect("few rules"),
             }

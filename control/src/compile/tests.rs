@@ -242,8 +242,8 @@ fn expected(d: Decision) -> Check {
             id: rule.0,
             priority: u32::from(priority),
             action: match action {
-                crate::model::Action::Allow => classify::Action::Allow,
-                crate::model::Action::Deny => classify::Action::Deny,
+                crate::model::Action::Allow => classify::RuleAction::Allow,
+                crate::model::Action::Deny => classify::RuleAction::Deny,
             },
         }),
         Decision::ImplicitDeny => Check::ImplicitDeny,

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::snapshot::Snapshot;
-use rampart_dataplane::worker::{Action, Side, Worker, BATCH};
+use rampart_dataplane::worker::{Fate, Side, Worker, BATCH};
 
 /// The largest frame a batch holds (a 1500-byte MTU with two VLAN tags, and
 /// room for jumbo frames up to 9216 bytes).
@@ -111,13 +111,13 @@ pub fn forward(
     mut dropped: Option<&mut dyn Port>,
 ) -> io::Result<()> {
     let all = batch.frames();
-    let mut out = [Action::Drop(DropReason::Denied); BATCH];
+    let mut out = [Fate::Drop(DropReason::Denied); BATCH];
     let n = frames.len();
     worker.process_batch(snap, now, from, &all[frames.clone()], &mut out[..n]);
     for (i, action) in frames.zip(&out[..n]) {
         match action {
-            Action::Forward(_) => to.transmit(batch.frame(i), batch.time(i))?,
-            Action::Drop(_) => {
+            Fate::Forward(_) => to.transmit(batch.frame(i), batch.time(i))?,
+            Fate::Drop(_) => {
                 if let Some(port) = dropped.as_deref_mut() {
                     port.transmit(batch.frame(i), batch.time(i))?;
                 }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::bitvec::Simd;
-use super::{Action, Addr, AddrMatch, AddrSet, Classifier, Key, Match, Profile, Rule, SetTable};
+use super::{Addr, AddrMatch, AddrSet, Classifier, Key, Match, Profile, Rule, RuleAction, SetTable};
 
 /// Cut points per inner node; the 16th lane of its first line holds its
 /// dimension.
@@ -486,7 +486,11 @@ impl<A: Addr> DecisionTree<A> {
             let row = &mut rows[row0 + n * stride..][..stride];
             row[..D].copy_from_slice(&lo);
             row[D..2 * D].copy_from_slice(&hi);
-            let mut flags = if r.action == Action::Deny { FLAG_DENY } else { 0 };
+            let mut flags = if r.action == RuleAction::Deny {
+                FLAG_DENY
+            } else {
+                0
+            };
             if src.is_none() {
                 flags |= FLAG_SRC_SET;
             }
@@ -612,9 +616,9 @@ impl<A: Addr> DecisionTree<A> {
             id: extra[0],
             priority: extra[1],
             action: if extra[2] & FLAG_DENY != 0 {
-                Action::Deny
+                RuleAction::Deny
             } else {
-                Action::Allow
+                RuleAction::Allow
             },
         })
     }

@@ -282,7 +282,7 @@ impl<A: Addr> AddrMatch<A> {
 
 /// What a deciding rule does with the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
+pub enum RuleAction {
     Allow,
     Deny,
 }
@@ -300,7 +300,7 @@ pub struct Rule<A> {
     pub dst_ports: (u16, u16),
     /// Smaller is evaluated first.
     pub priority: u32,
-    pub action: Action,
+    pub action: RuleAction,
     /// Returned in the [`Match`]; also the last tie-break.
     pub id: u32,
 }
@@ -323,8 +323,8 @@ impl<A: Addr> Rule<A> {
 
 /// Total decision order: smaller wins. Priority first, deny before allow at equal
 /// priority, then the smaller id, so that the deciding rule is unique.
-pub fn rank(priority: u32, action: Action, id: u32) -> u64 {
-    let allow = u64::from(action == Action::Allow);
+pub fn rank(priority: u32, action: RuleAction, id: u32) -> u64 {
+    let allow = u64::from(action == RuleAction::Allow);
     (u64::from(priority) << 33) | (allow << 32) | u64::from(id)
 }
 
@@ -344,7 +344,7 @@ pub struct Key<A> {
 pub struct Match {
     pub id: u32,
     pub priority: u32,
-    pub action: Action,
+    pub action: RuleAction,
 }
 
 impl<A> From<&Rule<A>> for Match {

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Action, Addr, AddrSet, Classifier, Key, Match, Rule, SetTable};
+use super::{Addr, AddrSet, Classifier, Key, Match, Rule, RuleAction, SetTable};
 
 /// No address set on this side of an entry.
 const NO_SET: u32 = u32::MAX;
@@ -56,7 +56,7 @@ struct Entry<A> {
     dst_set: u32,
     id: u32,
     priority: u32,
-    action: Action,
+    action: RuleAction,
 }
 
 /// A bucket's place in a table.

@@ -6,7 +6,7 @@
 //! field is ignored, as by most 5-tuple classifiers (and rte_acl). This module
 //! parses text; reading files is the caller's business.
 
-use rampart_dataplane::classify::{Action, AddrMatch, Key, Prefix, Rule};
+use rampart_dataplane::classify::{AddrMatch, Key, Prefix, Rule, RuleAction};
 
 /// A line that is not in ClassBench's format.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -64,7 +64,7 @@ fn parse_rule(line: &str, index: u32) -> Result<Rule<u32>, String> {
         src_ports: range(t[2], t[4])?,
         dst_ports: range(t[5], t[7])?,
         priority: index,
-        action: Action::Allow,
+        action: RuleAction::Allow,
         id: index,
     })
 }

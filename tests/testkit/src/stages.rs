@@ -3,7 +3,7 @@
 //! each frame's Ethernet header as any forwarder must.
 
 use rampart_dataplane::engine::Stage;
-use rampart_dataplane::worker::{Action, Side};
+use rampart_dataplane::worker::{Fate, Side};
 
 /// Every frame to the other port, nothing looked at: the I/O ceiling.
 #[derive(Clone, Copy, Debug, Default)]
@@ -12,9 +12,9 @@ pub struct Blind {
 }
 
 impl Stage for Blind {
-    fn process(&mut self, _now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+    fn process(&mut self, _now: u64, from: Side, frames: &[&[u8]], out: &mut [Fate]) {
         self.frames += frames.len() as u64;
-        out[..frames.len()].fill(Action::Forward(from.other()));
+        out[..frames.len()].fill(Fate::Forward(from.other()));
     }
 }
 
@@ -33,7 +33,7 @@ pub struct ReadHeader {
 }
 
 impl Stage for ReadHeader {
-    fn process(&mut self, _now: u64, from: Side, frames: &[&[u8]], out: &mut [Action]) {
+    fn process(&mut self, _now: u64, from: Side, frames: &[&[u8]], out: &mut [Fate]) {
         self.frames += frames.len() as u64;
         for frame in frames {
             if let Some(header) = frame.get(..14) {
@@ -45,6 +45,6 @@ impl Stage for ReadHeader {
                     .wrapping_add(mac ^ u64::from(u16::from_be_bytes([header[12], header[13]])));
             }
         }
-        out[..frames.len()].fill(Action::Forward(from.other()));
+        out[..frames.len()].fill(Fate::Forward(from.other()));
     }
 }

@@ -176,13 +176,8 @@ fn echo_requests_and_replies_have_their_id_and_checksum_over_v4_and_v6() {
         panic!("not an echo reply: {icmp:?}")
     };
     assert_eq!(echo.id, 9);
-    let want = Icmpv6Header::with_checksum(
-        icmp.icmp_type,
-        ip6.source,
-        ip6.destination,
-        h.payload.slice(),
-    )
-    .expect("fits");
+    let want = Icmpv6Header::with_checksum(icmp.icmp_type, ip6.source, ip6.destination, h.payload.slice())
+        .expect("fits");
     assert_eq!(icmp.checksum, want.checksum, "ICMPv6 checksum");
 }
 
