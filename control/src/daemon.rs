@@ -24,8 +24,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rampart_dataplane::engine::{Idle, LoopStats, Pipeline, WorkerSpec, Workers};
-use rampart_dataplane::handoff::{Doorbell, Handoff};
+use rampart_dataplane::engine::{Idle, LoopStats, Pipeline, WorkerExit, WorkerSpec, Workers};
+use rampart_dataplane::handoff::{Doorbell, Handoff, HandoffView};
+use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::stats::{Counters, Totals};
 use rampart_dataplane::worker::{Config as WorkerConfig, Worker};
 use rampart_dataplane::xdp::{self, BindMode, Io, PortOptions, XdpMode};
@@ -86,7 +87,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9740";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/rampart";
 
 /// Logs one line to standard error.
-fn log(msg: impl std::fmt::Display) {
+pub(crate) fn log(msg: impl std::fmt::Display) {
     eprintln!("rampart: {msg}");
 }
 
@@ -114,15 +115,120 @@ impl Drop for Promiscuous {
 
 /// Runs the appliance until SIGINT or SIGTERM (or a worker's failure).
 pub fn run(opts: &Options) -> Result<(), RunError> {
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&term))
-            .map_err(|e| setup(format!("signal handler: {e}")))?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .map_err(|e| setup(format!("signal handler: {e}")))?;
+    let signals = Signals::register()?;
+    let loaded = load(opts)?;
+    let listener = api::bind_address(opts.listen).map_err(setup)?;
+    let mut compiler = Compiler::new();
+    let started = Instant::now();
+    let (snap, stats) = compiler.compile(&loaded.config.model, &loaded.config.settings);
+    let compiled = Compiled {
+        ms: started.elapsed().as_secs_f64() * 1e3,
+        generation: snap.generation,
+        group_sets: stats.group_sets,
+    };
+    let snapshots = Arc::new(ArcSwap::from_pointee(snap));
+    let names = [loaded.appliance.port_a.clone(), loaded.appliance.port_b.clone()];
+    let ports = [names[0].as_str(), names[1].as_str()];
+    let promiscuous = prepare_ports(ports)?;
+    let mut opened = open_workers(&loaded, &snapshots)?;
+    let wake = banner(opts, &loaded, &opened, compiled);
+    let idle = match loaded.appliance.idle {
+        IdleSetting::Busy => Idle::Busy,
+        IdleSetting::Adaptive => Idle::Adaptive,
+    };
+    let specs = std::mem::take(&mut opened.specs);
+    let counters = opened.counters.clone();
+    let handoff_view = opened.handoff_view.clone();
+    let workers = Workers::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
+    let control_stop = Arc::new(AtomicBool::new(false));
+    let api = Arc::new(control_api(opts, loaded, compiler, &snapshots, opened));
+    let control = {
+        let (api, stop, hup) = (
+            Arc::clone(&api),
+            Arc::clone(&control_stop),
+            Arc::clone(&signals.hup),
+        );
+        thread::Builder::new()
+            .name("rampart-control".into())
+            .spawn(move || api::serve(listener, api, stop, hup))
+            .map_err(|e| setup(format!("starting the control thread: {e}")))?
+    };
+    let printer = opts
+        .stats_interval
+        .map(|every| stats_printer(every, counters.clone(), Arc::clone(&control_stop)));
 
+    let exits = workers.wait(&signals.term);
+    control_stop.store(true, Ordering::Relaxed);
+    let served = control
+        .join()
+        .map_err(|_| RunError::Failed("the control thread panicked".into()))?;
+    if let Some(p) = printer {
+        let _ = p.join();
+    }
+    let config = api.control.blocking_lock().config.clone();
+    let mut failures = Vec::new();
+    if let Err(e) = served {
+        failures.push(format!("the API server failed: {e}"));
+    }
+    drop(promiscuous);
+    drop(wake);
+    report_exit(
+        &config,
+        &counters,
+        exits,
+        handoff_view.as_ref(),
+        ports,
+        &mut failures,
+    );
+    if failures.is_empty() {
+        if !signals.term.load(Ordering::Relaxed) {
+            return Err(RunError::Failed("the workers stopped without a signal".into()));
+        }
+        Ok(())
+    } else {
+        Err(RunError::Failed(failures.join("; ")))
+    }
+}
+
+/// The flags the signal handlers set: stop (SIGINT, SIGTERM) and reload
+/// (SIGHUP).
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, RunError> {
+        let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&term))
+                .map_err(|e| setup(format!("signal handler: {e}")))?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+            .map_err(|e| setup(format!("signal handler: {e}")))?;
+        Ok(Signals { term, hup })
+    }
+}
+
+/// The configuration checked against this machine, and the model to run.
+struct Loaded {
+    config: Config,
+    appliance: Appliance,
+    /// The config file, as named on the command line.
+    origin: String,
+    /// Where the model came from (the file, or the state directory and why).
+    model_origin: String,
+    from_file: bool,
+    cores: Vec<u32>,
+    state: StateDir,
+    token: String,
+}
+
+/// Loads the config file, checks it against the machine, and takes the
+/// model: the state directory's (acknowledged API changes) wins over the
+/// file's, which only seeds an empty state directory.
+fn load(opts: &Options) -> Result<Loaded, RunError> {
     let mut config = Config::load(&opts.config)?;
     let origin = opts.config.display().to_string();
     let appliance = config.appliance.clone().ok_or_else(|| {
@@ -137,9 +243,6 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         appliance.workers,
         mem_available(),
     )?;
-
-    // The model: the state directory's (acknowledged API changes) wins over
-    // the file's, which only seeds an empty state directory.
     let state = StateDir::open(&opts.state_dir).map_err(setup)?;
     let token = state.token(opts.token_file.as_deref()).map_err(setup)?;
     let (model_origin, from_file) = match state.load().map_err(setup)? {
@@ -162,16 +265,29 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             (origin.clone(), true)
         }
     };
-    let listener = api::bind_address(opts.listen).map_err(setup)?;
+    Ok(Loaded {
+        config,
+        appliance,
+        origin,
+        model_origin,
+        from_file,
+        cores,
+        state,
+        token,
+    })
+}
 
-    let mut compiler = Compiler::new();
-    let started = Instant::now();
-    let (snap, stats) = compiler.compile(&config.model, &config.settings);
-    let compile_time = started.elapsed();
-    let generation = snap.generation;
-    let snapshots = Arc::new(ArcSwap::from_pointee(snap));
+/// The first snapshot: its generation, size and compile time.
+#[derive(Clone, Copy)]
+struct Compiled {
+    ms: f64,
+    generation: u64,
+    group_sets: usize,
+}
 
-    let ports = [appliance.port_a.as_str(), appliance.port_b.as_str()];
+/// Removes XDP programs a previous run left on the ports and sets them
+/// promiscuous (restored when the answer is dropped).
+fn prepare_ports(ports: [&str; 2]) -> Result<Promiscuous, RunError> {
     for port in ports {
         if let Some(id) = xdp::detach_any(port).map_err(|e| setup(e.to_string()))? {
             log(format!(
@@ -185,8 +301,122 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             xdp::set_promiscuous(port, true).map_err(|e| setup(format!("{port}: promiscuous mode: {e}")))?;
         promiscuous.0.push((port.to_owned(), was));
     }
+    Ok(promiscuous)
+}
 
-    let port_opts = PortOptions {
+/// The workers, ready to start: one per core, each with its sockets on both
+/// ports, its connection table, doorbell and hand-off mailbox.
+struct Opened {
+    specs: Vec<WorkerSpec<Pipeline>>,
+    counters: Vec<Arc<Counters>>,
+    loops: Vec<Arc<LoopStats>>,
+    /// Each socket: interface, queue, descriptor.
+    sockets: Vec<(String, u32, i32)>,
+    /// Each socket, as the banner shows it.
+    port_lines: Vec<String>,
+    bells: Vec<Arc<Doorbell>>,
+    handoff_view: Option<HandoffView>,
+    /// Connections each worker's table holds.
+    capacity: usize,
+}
+
+/// Opens every worker's sockets and builds its pipeline.
+fn open_workers(loaded: &Loaded, snapshots: &Arc<ArcSwap<Snapshot>>) -> Result<Opened, RunError> {
+    let appliance = &loaded.appliance;
+    let ports = [appliance.port_a.as_str(), appliance.port_b.as_str()];
+    let port_opts = port_options(appliance);
+    let capacity = usize::try_from(loaded.config.settings.flow_table_capacity).unwrap_or(usize::MAX);
+    let bells = loaded
+        .cores
+        .iter()
+        .map(|_| Doorbell::new().map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setup(format!("creating the workers' doorbells: {e}")))?;
+    let (mut handoffs, handoff_view) = if loaded.cores.len() > 1 {
+        let (ends, view) = Handoff::group(&bells, HANDOFF_DEPTH);
+        (ends.into_iter().map(Some).collect(), Some(view))
+    } else {
+        (vec![None], None)
+    };
+    let mut opened = Opened {
+        specs: Vec::new(),
+        counters: Vec::new(),
+        loops: Vec::new(),
+        sockets: Vec::new(),
+        port_lines: Vec::new(),
+        bells: Vec::new(),
+        handoff_view,
+        capacity,
+    };
+    for (queue, core) in loaded.cores.iter().enumerate() {
+        let io = Io::open(&ports, queue as u32, umem_frames(appliance), &port_opts)
+            .map_err(|e| setup(e.to_string()))?;
+        opened
+            .port_lines
+            .extend(io.ports().iter().map(|p| p.info().to_string()));
+        opened.sockets.extend(
+            io.ports()
+                .iter()
+                .map(|p| (p.info().interface.clone(), queue as u32, p.fd())),
+        );
+        let stats = Arc::new(LoopStats::default());
+        opened.loops.push(Arc::clone(&stats));
+        let worker = Worker::new(WorkerConfig {
+            max_frame: appliance.max_frame(),
+            ..WorkerConfig::for_capacity(capacity)
+        });
+        opened.counters.push(worker.counters());
+        opened.specs.push(WorkerSpec {
+            io,
+            stage: Pipeline {
+                worker,
+                snapshots: Arc::clone(snapshots),
+            },
+            core: Some(*core as usize),
+            handoff: handoffs[queue].take(),
+            bell: Some(Arc::clone(&bells[queue])),
+            stats: Some(stats),
+        });
+    }
+    opened.bells = bells;
+    Ok(opened)
+}
+
+/// What the control thread serves: the model and compiler behind the apply
+/// path, the token, and the metrics over the workers' counters.
+fn control_api(
+    opts: &Options,
+    loaded: Loaded,
+    compiler: Compiler,
+    snapshots: &Arc<ArcSwap<Snapshot>>,
+    opened: Opened,
+) -> Api {
+    Api {
+        control: tokio::sync::Mutex::new(Control {
+            config_path: opts.config.clone(),
+            config: loaded.config,
+            compiler,
+            snapshots: Arc::clone(snapshots),
+            counters: opened.counters.clone(),
+            bells: opened.bells,
+            state: Some(loaded.state),
+            from_file: loaded.from_file,
+            enforce_timeout: apply::ENFORCE_TIMEOUT,
+        }),
+        token: loaded.token,
+        metrics: Metrics::new(Sources {
+            counters: opened.counters,
+            loops: opened.loops,
+            handoff: opened.handoff_view,
+            sockets: opened.sockets,
+            snapshots: Arc::clone(snapshots),
+        }),
+    }
+}
+
+/// The sockets' options, from the `[appliance]` table.
+fn port_options(appliance: &Appliance) -> PortOptions {
+    PortOptions {
         xdp: match appliance.xdp_mode {
             XdpModeSetting::Auto => XdpMode::Auto,
             XdpModeSetting::Native => XdpMode::Native,
@@ -199,57 +429,44 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         },
         busy_poll: appliance.busy_poll,
         ring_size: appliance.ring_size,
-    };
-    let capacity = usize::try_from(config.settings.flow_table_capacity).unwrap_or(usize::MAX);
-    let mut specs = Vec::new();
-    let mut counters: Vec<Arc<Counters>> = Vec::new();
-    let mut port_lines = Vec::new();
-    let bells = cores
-        .iter()
-        .map(|_| Doorbell::new().map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| setup(format!("creating the workers' doorbells: {e}")))?;
-    let (mut handoffs, handoff_view) = if cores.len() > 1 {
-        let (ends, view) = Handoff::group(&bells, HANDOFF_DEPTH);
-        (ends.into_iter().map(Some).collect(), Some(view))
-    } else {
-        (vec![None], None)
-    };
-    let mut loops = Vec::new();
-    let mut sockets = Vec::new();
-    for (queue, core) in cores.iter().enumerate() {
-        let io = Io::open(&ports, queue as u32, umem_frames(&appliance), &port_opts)
-            .map_err(|e| setup(e.to_string()))?;
-        port_lines.extend(io.ports().iter().map(|p| p.info().to_string()));
-        sockets.extend(
-            io.ports()
-                .iter()
-                .map(|p| (p.info().interface.clone(), queue as u32, p.fd())),
-        );
-        let stats = Arc::new(LoopStats::default());
-        loops.push(Arc::clone(&stats));
-        let worker = Worker::new(WorkerConfig {
-            max_frame: appliance.max_frame(),
-            ..WorkerConfig::for_capacity(capacity)
-        });
-        counters.push(worker.counters());
-        specs.push(WorkerSpec {
-            io,
-            stage: Pipeline {
-                worker,
-                snapshots: Arc::clone(&snapshots),
-            },
-            core: Some(*core as usize),
-            handoff: handoffs[queue].take(),
-            bell: Some(Arc::clone(&bells[queue])),
-            stats: Some(stats),
-        });
     }
+}
 
-    let summary = Summary::of(&config.model);
+/// Holds the CPU latency request `wake_latency_us` asks for (adaptive
+/// workers only); says what it did in the banner's line.
+fn hold_wake_latency(appliance: &Appliance) -> (Option<WakeLatency>, String) {
+    match (appliance.idle, appliance.wake_latency_us) {
+        (IdleSetting::Busy, _) => (None, "busy workers do not sleep".to_owned()),
+        (IdleSetting::Adaptive, WakeLatencySetting::Kernel) => (
+            None,
+            "idle states left to the kernel (wake_latency_us = \"kernel\")".to_owned(),
+        ),
+        (IdleSetting::Adaptive, WakeLatencySetting::Micros(us)) => match WakeLatency::hold(us) {
+            Ok(held) => (
+                Some(held),
+                format!(
+                    "idle CPUs wake within {us} µs while rampart runs ({} request held)",
+                    wake::DEVICE
+                ),
+            ),
+            Err(e) => (
+                None,
+                format!(
+                    "warning: no CPU latency request ({e}); a sleeping worker may wake late (a deep idle state's exit)"
+                ),
+            ),
+        },
+    }
+}
+
+/// Prints what runs where; holds the wake-up latency request (kept until the
+/// workers have stopped; the kernel drops it at exit whatever the exit).
+fn banner(opts: &Options, loaded: &Loaded, opened: &Opened, compiled: Compiled) -> Option<WakeLatency> {
+    let appliance = &loaded.appliance;
+    let origin = &loaded.origin;
     println!("rampart {} running", env!("CARGO_PKG_VERSION"));
     println!("  config      {origin}");
-    println!("  model       from {model_origin}");
+    println!("  model       from {}", loaded.model_origin);
     println!(
         "  api         http://{} (token in {})",
         opts.listen,
@@ -259,13 +476,13 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
             .display()
     );
     println!("  port A      {}   port B {}", appliance.port_a, appliance.port_b);
-    for line in &port_lines {
+    for line in &opened.port_lines {
         println!("  socket      {line}");
     }
     println!(
         "  workers     {} on cores {:?}, idle {}, ring {} descriptors, mtu {}",
         appliance.workers,
-        cores,
+        loaded.cores,
         match appliance.idle {
             IdleSetting::Busy => "busy",
             IdleSetting::Adaptive => "adaptive",
@@ -273,109 +490,52 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         appliance.ring_size,
         appliance.mtu
     );
-    // Held until the workers have stopped; the kernel drops it at exit
-    // whatever the exit.
-    let wake = match (appliance.idle, appliance.wake_latency_us) {
-        (IdleSetting::Busy, _) => {
-            println!("  wake-up     busy workers do not sleep");
-            None
-        }
-        (IdleSetting::Adaptive, WakeLatencySetting::Kernel) => {
-            println!("  wake-up     idle states left to the kernel (wake_latency_us = \"kernel\")");
-            None
-        }
-        (IdleSetting::Adaptive, WakeLatencySetting::Micros(us)) => match WakeLatency::hold(us) {
-            Ok(held) => {
-                println!(
-                    "  wake-up     idle CPUs wake within {us} µs while rampart runs ({} request held)",
-                    wake::DEVICE
-                );
-                Some(held)
-            }
-            Err(e) => {
-                println!(
-                    "  wake-up     warning: no CPU latency request ({e}); a sleeping worker may wake late (a deep idle state's exit)"
-                );
-                None
-            }
-        },
-    };
+    let (wake, line) = hold_wake_latency(appliance);
+    println!("  wake-up     {line}");
     println!(
-        "  policy      {summary}; {} group sets; snapshot generation {generation} compiled in {:.2} ms",
-        stats.group_sets,
-        compile_time.as_secs_f64() * 1e3
+        "  policy      {}; {} group sets; snapshot generation {} compiled in {:.2} ms",
+        Summary::of(&loaded.config.model),
+        compiled.group_sets,
+        compiled.generation,
+        compiled.ms
     );
-    println!("  flows       {capacity} per worker");
+    println!("  flows       {} per worker", opened.capacity);
     println!("stop with SIGINT or SIGTERM; SIGHUP re-reads {origin}");
+    wake
+}
 
-    let idle = match appliance.idle {
-        IdleSetting::Busy => Idle::Busy,
-        IdleSetting::Adaptive => Idle::Adaptive,
-    };
-    let workers = Workers::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
-
-    let control_stop = Arc::new(AtomicBool::new(false));
-    let api = Arc::new(Api {
-        control: tokio::sync::Mutex::new(Control {
-            config_path: opts.config.clone(),
-            config,
-            compiler,
-            snapshots: Arc::clone(&snapshots),
-            counters: counters.clone(),
-            bells,
-            state: Some(state),
-            from_file,
-            enforce_timeout: apply::ENFORCE_TIMEOUT,
-        }),
-        token,
-        metrics: Metrics::new(Sources {
-            counters: counters.clone(),
-            loops,
-            handoff: handoff_view.clone(),
-            sockets,
-            snapshots: Arc::clone(&snapshots),
-        }),
-    });
-    let control = {
-        let (api, stop, hup) = (Arc::clone(&api), Arc::clone(&control_stop), Arc::clone(&hup));
-        thread::Builder::new()
-            .name("rampart-control".into())
-            .spawn(move || api::serve(listener, api, stop, hup))
-            .map_err(|e| setup(format!("starting the control thread: {e}")))?
-    };
-    let printer = opts.stats_interval.map(|every| {
-        let (counters, stop) = (counters.clone(), Arc::clone(&control_stop));
-        thread::spawn(move || {
-            let mut last = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(20));
-                if last.elapsed() >= every {
-                    last = Instant::now();
-                    log(one_line(&Totals::sum(counters.iter().map(|c| &**c))));
-                }
+/// Logs the one-line counter summary every `every` until `stop`.
+fn stats_printer(
+    every: Duration,
+    counters: Vec<Arc<Counters>>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(20));
+            if last.elapsed() >= every {
+                last = Instant::now();
+                log(one_line(&Totals::sum(counters.iter().map(|c| &**c))));
             }
-        })
-    });
+        }
+    })
+}
 
-    let exits = workers.wait(&term);
-    control_stop.store(true, Ordering::Relaxed);
-    let served = control
-        .join()
-        .map_err(|_| RunError::Failed("the control thread panicked".into()))?;
-    if let Some(p) = printer {
-        let _ = p.join();
-    }
-    let config = api.control.blocking_lock().config.clone();
-    let mut failures = Vec::new();
-    if let Err(e) = served {
-        failures.push(format!("the API server failed: {e}"));
-    }
-    drop(promiscuous);
-    drop(wake);
-
+/// Prints the counters and the rings' and hand-off's losses after the
+/// workers stopped; adds what went wrong to `failures` (a worker's panic, a
+/// frame pool not whole, an XDP program left attached).
+fn report_exit(
+    config: &Config,
+    counters: &[Arc<Counters>],
+    exits: Vec<WorkerExit<Pipeline>>,
+    handoff: Option<&HandoffView>,
+    ports: [&str; 2],
+    failures: &mut Vec<String>,
+) {
     let totals = Totals::sum(counters.iter().map(|c| &**c));
     println!("rampart stopped; counters:");
-    print!("{}", render(&config, &totals));
+    print!("{}", render(config, &totals));
     let (mut tx_ring_full, mut kernel_dropped) = (0, 0);
     for exit in exits {
         match exit.result {
@@ -396,7 +556,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         "rings: {kernel_dropped} frames dropped by the kernel before a worker saw them \
          (RX ring full, no fill frame, too long); {tx_ring_full} forwarded frames dropped on a full TX ring"
     );
-    if let Some(view) = &handoff_view {
+    if let Some(view) = handoff {
         for (i, h) in view.stats().iter().enumerate() {
             println!(
                 "handoff: worker {i} passed {} frames to their owners and decided {} passed to it; \
@@ -411,14 +571,6 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
                 "{port}: XDP program {id} ({mode}) still attached after stop"
             ));
         }
-    }
-    if failures.is_empty() {
-        if !term.load(Ordering::Relaxed) {
-            return Err(RunError::Failed("the workers stopped without a signal".into()));
-        }
-        Ok(())
-    } else {
-        Err(RunError::Failed(failures.join("; ")))
     }
 }
 

@@ -15,6 +15,7 @@ use super::types::{
 };
 use super::{vpc_id, Answer, Api, ApiError, Body, Reply};
 use crate::config::{Config, ConfigError, Summary};
+use crate::daemon::log;
 use crate::explain;
 
 /// `GET /v1/model`.
@@ -105,17 +106,21 @@ pub async fn reload_on_hangup(api: Arc<Api>, hup: Arc<AtomicBool>, stop: Arc<Ato
             match result {
                 Ok((applied, note)) => {
                     api.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
-                    eprintln!(
-                        "rampart: reloaded {}: {}; snapshot generation {} ({} group sets rebuilt) in {:.1} ms{}",
+                    log(format!(
+                        "reloaded {}: {}; snapshot generation {} ({} group sets rebuilt) in {:.1} ms{}",
                         c.config_path.display(),
                         Summary::of(&c.config.model),
                         applied.generation,
                         applied.rebuilt,
                         applied.compile_ms,
-                        if note.is_empty() { String::new() } else { format!("; {note}") }
-                    );
+                        if note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {note}")
+                        }
+                    ));
                 }
-                Err(e) => eprintln!("rampart: {e}"),
+                Err(e) => log(e),
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
