@@ -160,27 +160,66 @@ fn range(lo: u16, hi: u16) -> String {
 /// The ruleset for `model` under `settings`; `origin` names the source in the
 /// header.
 pub fn nftables(model: &Model, settings: &Settings, origin: &str) -> Result<String, ExportError> {
-    let vpcs: Vec<_> = model.vpcs().collect();
-    let vpc: VpcId = match vpcs.as_slice() {
-        [] => return Err(ExportError("the model has no VPC".into())),
-        [v] if v.vlan.is_none() => v.id,
-        [v] => {
-            return Err(ExportError(format!(
-                "vpc {:?} has VLAN {}; the kernel's inet hooks do not see VLAN IDs, so only an untagged VPC can be exported",
-                v.name,
-                v.vlan.unwrap_or_default()
-            )))
-        }
-        _ => {
-            return Err(ExportError(format!(
-                "the model has {} VPCs; one bridge enforces one untagged VPC, export them one at a time",
-                vpcs.len()
-            )))
-        }
-    };
+    let vpc = exported_vpc(model)?;
     let ifaces: Vec<&Interface> = model.interfaces().filter(|i| i.vpc == vpc).collect();
-
     let mut out = String::new();
+    header(&mut out, model, origin);
+    layer2(&mut out, settings);
+    let _ = writeln!(
+        out,
+        "table inet rampart\ndelete table inet rampart\ntable inet rampart {{"
+    );
+    address_sets(&mut out, model, vpc, &ifaces);
+    // One policy chain per distinct (set of groups, direction).
+    let mut chains: BTreeMap<Vec<GroupId>, usize> = BTreeMap::new();
+    for i in &ifaces {
+        let n = chains.len();
+        chains.entry(group_set(i)).or_insert(n);
+    }
+    for (groups, n) in &chains {
+        for direction in [Direction::Ingress, Direction::Egress] {
+            policy_chain(&mut out, model, groups, *n, direction);
+        }
+    }
+    address_maps(&mut out, &ifaces, &chains);
+    decide_chain(&mut out, settings);
+    let _ = writeln!(
+        out,
+        "\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    \
+         ct mark 1 accept\n    \
+         icmpv6 type {{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect }} accept\n    \
+         jump decide\n  }}\n}}"
+    );
+    Ok(out)
+}
+
+/// The one VPC an export can hold: untagged, and alone in the model.
+fn exported_vpc(model: &Model) -> Result<VpcId, ExportError> {
+    let vpcs: Vec<_> = model.vpcs().collect();
+    match vpcs.as_slice() {
+        [] => Err(ExportError("the model has no VPC".into())),
+        [v] if v.vlan.is_none() => Ok(v.id),
+        [v] => Err(ExportError(format!(
+            "vpc {:?} has VLAN {}; the kernel's inet hooks do not see VLAN IDs, so only an untagged VPC can be exported",
+            v.name,
+            v.vlan.unwrap_or_default()
+        ))),
+        _ => Err(ExportError(format!(
+            "the model has {} VPCs; one bridge enforces one untagged VPC, export them one at a time",
+            vpcs.len()
+        ))),
+    }
+}
+
+/// An interface's groups, sorted: the key of its policy chains.
+fn group_set(i: &Interface) -> Vec<GroupId> {
+    let mut key = i.groups.clone();
+    key.sort();
+    key
+}
+
+/// The comment lines that say where the ruleset came from and how it differs.
+fn header(out: &mut String, model: &Model, origin: &str) {
     let _ = writeln!(out, "#!/usr/sbin/nft -f");
     let _ = writeln!(
         out,
@@ -193,32 +232,33 @@ pub fn nftables(model: &Model, settings: &Settings, origin: &str) -> Result<Stri
          # Unlike the appliance: connections outlive rule changes (on_rule_change = keep), the kernel's\n\
          # conntrack timeouts apply, and malformed packets are the kernel's to judge.\n"
     );
+}
 
-    // Layer 2: non-IP ethertypes.
+/// Layer 2: non-IP ethertypes.
+fn layer2(out: &mut String, settings: &Settings) {
     let _ = writeln!(out, "table bridge rampart_l2\ndelete table bridge rampart_l2");
     let _ = writeln!(out, "table bridge rampart_l2 {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;");
     if settings.non_ip == NonIp::Drop {
         let _ = writeln!(out, "    ether type != {{ ip, ip6, arp, vlan, 8021ad }} drop");
     }
     let _ = writeln!(out, "  }}\n}}\n");
+}
 
-    let _ = writeln!(
-        out,
-        "table inet rampart\ndelete table inet rampart\ntable inet rampart {{"
-    );
+/// The addresses of `of` in family `f`, sorted and without repeats.
+fn addresses<'a>(f: Family, of: impl Iterator<Item = &'a Interface>) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = of
+        .flat_map(|i| i.addresses.iter().copied())
+        .filter(|a| family_of_addr(a) == f)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
 
-    // Sets: protected addresses, group members, prefix lists.
-    let addrs = |f: Family, of: &mut dyn Iterator<Item = &Interface>| -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = of
-            .flat_map(|i| i.addresses.iter().copied())
-            .filter(|a| family_of_addr(a) == f)
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    };
+/// Sets: protected addresses, group members, prefix lists.
+fn address_sets(out: &mut String, model: &Model, vpc: VpcId, ifaces: &[&Interface]) {
     for f in [Family::V4, Family::V6] {
-        let all = addrs(f, &mut ifaces.iter().copied());
+        let all = addresses(f, ifaces.iter().copied());
         let _ = writeln!(
             out,
             "  set protected_{} {{ type {};{} }}",
@@ -229,10 +269,7 @@ pub fn nftables(model: &Model, settings: &Settings, origin: &str) -> Result<Stri
     }
     for g in model.groups().filter(|g| g.vpc == vpc) {
         for f in [Family::V4, Family::V6] {
-            let members = addrs(
-                f,
-                &mut ifaces.iter().copied().filter(|i| i.groups.contains(&g.id)),
-            );
+            let members = addresses(f, ifaces.iter().copied().filter(|i| i.groups.contains(&g.id)));
             let _ = writeln!(
                 out,
                 "  set g{}_{} {{ type {};{} }}  # members of {}",
@@ -258,95 +295,87 @@ pub fn nftables(model: &Model, settings: &Settings, origin: &str) -> Result<Stri
             );
         }
     }
+}
 
-    // One policy chain per distinct (set of groups, direction).
-    let mut sets: BTreeMap<Vec<GroupId>, usize> = BTreeMap::new();
-    for i in &ifaces {
-        let mut key = i.groups.clone();
-        key.sort();
-        let n = sets.len();
-        sets.entry(key).or_insert(n);
+/// Chain `p{n}_in` or `p{n}_out`: the rules of `groups` in `direction`, in
+/// evaluation order, then drop.
+fn policy_chain(out: &mut String, model: &Model, groups: &[GroupId], n: usize, direction: Direction) {
+    let name = format!(
+        "p{n}_{}",
+        if direction == Direction::Ingress {
+            "in"
+        } else {
+            "out"
+        }
+    );
+    let bound: Vec<_> = groups.iter().filter_map(|g| model.group(*g)).collect();
+    let names: Vec<&str> = bound.iter().map(|g| g.name.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "\n  chain {name} {{  # {} of [{}]",
+        direction.as_str(),
+        names.join(", ")
+    );
+    if bound.is_empty() {
+        let _ = writeln!(out, "    return  # bare metal: not filtered\n  }}");
+        return;
     }
-    for (groups, n) in &sets {
-        for direction in [Direction::Ingress, Direction::Egress] {
-            let name = format!(
-                "p{n}_{}",
-                if direction == Direction::Ingress {
-                    "in"
-                } else {
-                    "out"
-                }
-            );
-            let bound: Vec<_> = groups.iter().filter_map(|g| model.group(*g)).collect();
-            let names: Vec<&str> = bound.iter().map(|g| g.name.as_str()).collect();
+    let stateless = bound.iter().any(|g| !g.stateful);
+    let allow = if stateless {
+        "meta mark set 2 return"
+    } else {
+        "return"
+    };
+    let remote = if direction == Direction::Ingress {
+        "saddr"
+    } else {
+        "daddr"
+    };
+    for g in bound.iter().filter(|g| g.intra_group == IntraGroup::Accept) {
+        for f in [Family::V4, Family::V6] {
             let _ = writeln!(
                 out,
-                "\n  chain {name} {{  # {} of [{}]",
-                direction.as_str(),
-                names.join(", ")
+                "    {} {remote} @g{}_{} {allow}  # intra-group accept: {}",
+                family_prefix(f),
+                g.id.0,
+                set_suffix(f),
+                g.name
             );
-            if bound.is_empty() {
-                let _ = writeln!(out, "    return  # bare metal: not filtered\n  }}");
-                continue;
-            }
-            let stateless = bound.iter().any(|g| !g.stateful);
-            let allow = if stateless {
-                "meta mark set 2 return"
-            } else {
-                "return"
-            };
-            let remote = if direction == Direction::Ingress {
-                "saddr"
-            } else {
-                "daddr"
-            };
-            for g in bound.iter().filter(|g| g.intra_group == IntraGroup::Accept) {
-                for f in [Family::V4, Family::V6] {
-                    let _ = writeln!(
-                        out,
-                        "    {} {remote} @g{}_{} {allow}  # intra-group accept: {}",
-                        family_prefix(f),
-                        g.id.0,
-                        set_suffix(f),
-                        g.name
-                    );
-                }
-            }
-            let mut rules: Vec<(&str, &Rule)> = bound
-                .iter()
-                .flat_map(|g| g.rules.iter().map(move |r| (g.name.as_str(), r)))
-                .filter(|(_, r)| r.direction == direction)
-                .collect();
-            rules.sort_by_key(|(_, r)| (r.priority, r.action == Action::Allow, r.id.0));
-            for (group, rule) in rules {
-                let verdict = if rule.action == Action::Allow {
-                    allow
-                } else {
-                    "drop"
-                };
-                for f in [Family::V4, Family::V6] {
-                    if let Some(m) = rule_match(rule, direction, f) {
-                        let _ = writeln!(
-                            out,
-                            "    {m} {verdict}  # {} {group}: {}",
-                            rule.id,
-                            model.rule_text(rule)
-                        );
-                    }
-                }
-            }
-            let _ = writeln!(out, "    drop  # no rule matched\n  }}");
         }
     }
+    let mut rules: Vec<(&str, &Rule)> = bound
+        .iter()
+        .flat_map(|g| g.rules.iter().map(move |r| (g.name.as_str(), r)))
+        .filter(|(_, r)| r.direction == direction)
+        .collect();
+    rules.sort_by_key(|(_, r)| (r.priority, r.action == Action::Allow, r.id.0));
+    for (group, rule) in rules {
+        let verdict = if rule.action == Action::Allow {
+            allow
+        } else {
+            "drop"
+        };
+        for f in [Family::V4, Family::V6] {
+            if let Some(m) = rule_match(rule, direction, f) {
+                let _ = writeln!(
+                    out,
+                    "    {m} {verdict}  # {} {group}: {}",
+                    rule.id,
+                    model.rule_text(rule)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "    drop  # no rule matched\n  }}");
+}
 
-    // Maps from an interface's address to its policy chains.
+/// Maps from an interface's address to its policy chains.
+fn address_maps(out: &mut String, ifaces: &[&Interface], chains: &BTreeMap<Vec<GroupId>, usize>) {
     for (dir, suffix) in [("out", "egress"), ("in", "ingress")] {
         for f in [Family::V4, Family::V6] {
             let mut entries: Vec<String> = Vec::new();
-            for i in &ifaces {
-                let mut key = i.groups.clone();
-                key.sort();
-                let n = sets[&key];
+            for i in ifaces {
+                let n = chains[&group_set(i)];
                 for a in i.addresses.iter().filter(|a| family_of_addr(a) == f) {
                     entries.push(format!("{a} : jump p{n}_{dir}"));
                 }
@@ -364,8 +393,10 @@ pub fn nftables(model: &Model, settings: &Settings, origin: &str) -> Result<Stri
             );
         }
     }
+}
 
-    // The decision of a first packet.
+/// The decision of a first packet.
+fn decide_chain(out: &mut String, settings: &Settings) {
     let _ = writeln!(out, "\n  chain decide {{\n    meta mark set 0");
     let unprotected = if settings.unprotected == Unprotected::Forward {
         "accept"
@@ -392,15 +423,6 @@ pub fn nftables(model: &Model, settings: &Settings, origin: &str) -> Result<Stri
         );
     }
     let _ = writeln!(out, "    ct mark set 1 accept\n  }}");
-
-    let _ = writeln!(
-        out,
-        "\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    \
-         ct mark 1 accept\n    \
-         icmpv6 type {{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect }} accept\n    \
-         jump decide\n  }}\n}}"
-    );
-    Ok(out)
 }
 
 #[cfg(test)]
