@@ -1,5 +1,14 @@
 //! rampart's bundled traffic generator and its benchmarks.
 //!
+//! Binaries: `rampart-gen` (`src/bin/rampart-gen.rs`, the AF_XDP traffic
+//! generator: [`gen::run`]) and `rampart-bench` (`src/bin/rampart-bench.rs`,
+//! one subcommand per module below). Every benchmark prints a table and, with
+//! `--json`, one JSON object per result; a speed is always printed next to a
+//! baseline measured in the same run.
+//!
+//! - [`gen`]: the generator itself: UDP, TCP SYN floods, complete TCP
+//!   sessions, ICMP echo; v4/v6; paced or at full rate; loss, latency and
+//!   expectations checked on what comes back.
 //! - [`api`]: one-rule changes through the running daemon's REST API, call
 //!   to enforced (`rampart-bench api`, root; needs the `rampart` binary).
 //! - [`classify`]: the classifier benchmark on ClassBench files, with a linear
@@ -18,10 +27,6 @@
 //!   worker in the same run (`rampart-bench wakeup`, root).
 //! - [`update`]: how fast one rule change is compiled into the next snapshot,
 //!   beside a full compilation (`rampart-bench update`).
-//!
-//! Planned (see the issue tracker): `rampart-gen`, the AF_XDP traffic generator with the end-to-end comparison
-//! against the kernel's nftables (issue 7). Every benchmark prints a table and,
-//! with `--json`, one JSON object per result.
 
 #![forbid(unsafe_code)]
 

@@ -1,13 +1,28 @@
-//! rampart's control side.
+//! rampart's control side: everything but the per-packet path. Nothing here
+//! runs per packet; the dataplane sees only compiled snapshots.
 //!
-//! It owns the security-group model ([`model`]), validates every change to it,
-//! reads the declarative configuration file ([`config`]) and the appliance
-//! [`settings`], and answers "would this packet pass, and why?" with the reference
-//! evaluator ([`model::eval`], surfaced by `rampart explain` through [`explain`]).
+//! Threads of `rampart run` ([`daemon::run`]): the main thread sets up and
+//! waits; the control thread serves the API ([`api::serve`]) and owns the
+//! model behind [`apply::Control`]; one worker thread per queue
+//! (`rampart_dataplane::engine::Workers`).
 //!
-//! Later issues add the snapshot compiler (the one door into the dataplane), the
-//! REST API, persistence and metrics here. The dataplane never sees the model, only
-//! compiled snapshots; nothing in this crate runs per packet.
+//! Modules, by what they do:
+//! - the model: [`model`] (objects, validation, the reference evaluator
+//!   [`model::eval`]), [`config`] (the TOML file), [`settings`] and
+//!   [`appliance`] (its other tables);
+//! - the way in: [`apply`] (validate, save, compile, publish, wait for
+//!   enforcement: the one door into the dataplane), [`compile`] (model to
+//!   snapshot, incrementally), [`state`] (the crash-safe state directory);
+//! - the front doors: [`api`] (REST, its contract in [`api::types`]),
+//!   [`ctl`] (`rampart ctl`), [`daemon`] (`rampart run`);
+//! - answers without a running appliance: [`explain`] (`rampart explain`),
+//!   [`replay`] (`rampart replay`, a capture through the pipeline),
+//!   [`export`] (`rampart export nftables`);
+//! - [`metrics`] (Prometheus) and [`wake`] (the CPU latency request).
+//!
+//! Entry points: `src/main.rs` parses the command line and calls
+//! [`daemon::run`], [`ctl::run`], [`explain::explain`], [`replay::replay`],
+//! [`export::nftables`] or [`config::Config::load`] (`validate`).
 
 #![forbid(unsafe_code)]
 

@@ -10,9 +10,9 @@
 //! go to the global allocator. Where huge pages are unavailable the memory is
 //! ordinary pages, and only slower.
 //!
-//! This module is one of the two places in the dataplane allowed `unsafe` (the
-//! other is the AF_XDP port): implementing an allocator and calling
-//! `mmap`/`madvise`/`munmap` cannot be done otherwise.
+//! `unsafe` is allowed here because implementing an allocator and calling
+//! `mmap`/`madvise`/`munmap` cannot be done otherwise (the crate root lists
+//! the other modules that need it).
 
 #![allow(
     unsafe_code,

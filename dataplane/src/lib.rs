@@ -1,6 +1,12 @@
 //! rampart's dataplane: the per-packet path.
 //!
-//! What it owns, issue by issue (see the issue tracker):
+//! Threads: one worker per queue ([`engine::Workers`]), pinned to its core,
+//! runs [`engine::poll_loop`] over its AF_XDP sockets ([`xdp::Io`]) and
+//! decides each burst with [`worker::Worker::process_batch`]; workers share
+//! nothing but the snapshot (read through `arc-swap`) and, with several
+//! queues, the hand-off mailboxes ([`handoff`]).
+//!
+//! Modules:
 //! - [`classify`]: the multi-field classifier engine that decides first packets;
 //! - [`snapshot`]: the immutable snapshot workers read lock-free, which the
 //!   control side compiles from the model;
@@ -8,7 +14,8 @@
 //!   parsing, the per-core connection table, the batch pipeline, per-worker
 //!   counters and drop reasons; [`hugepage`] backs the big tables;
 //! - [`xdp`] and [`engine`]: AF_XDP sockets sharing a UMEM per worker, and the
-//!   pinned poll-mode worker threads that run the pipeline between them.
+//!   pinned poll-mode worker threads that run the pipeline between them;
+//!   [`handoff`] passes a frame to the worker that owns its flow.
 //!
 //! What it must never do: allocate, lock, log or make a system call per packet;
 //! know about HTTP, serde or files. The control crate is its only writer,

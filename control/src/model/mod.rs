@@ -4,7 +4,7 @@
 //! The control thread owns the one [`Model`]. Every mutating operation is
 //! all-or-nothing: it validates its whole input against the current model first,
 //! collecting every error, and only then changes anything. A rejected change leaves
-//! the model exactly as it was. A whole file (or, later, a declarative `PUT`) is
+//! the model exactly as it was. A whole file (or a declarative `PUT /v1/model`) is
 //! applied by building a fresh model and swapping it in only if it is valid, which
 //! gives the same guarantee for a change of any size.
 //!

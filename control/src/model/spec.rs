@@ -1,5 +1,5 @@
 //! Raw, unvalidated input for the model's operations: stage one of the two-stage
-//! parse. The TOML file, and later the REST API's JSON bodies, deserialize into
+//! parse. The TOML file and the REST API's JSON bodies deserialize into
 //! these types; [`Model`](super::Model) operations turn them into validated
 //! objects or into [`Errors`](super::Errors) that name the field at fault.
 //!

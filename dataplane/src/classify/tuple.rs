@@ -12,12 +12,12 @@
 //! soon as no remaining table can beat the best match found: for rule sets whose
 //! high-priority rules are specific, most lookups end after a few probes.
 //!
-//! Why this first: build time is one sort and one hash insert per rule, and
-//! memory is linear in the rules (no replication), which meets the build-time and
-//! memory targets by construction; a rule-set change rebuilds in milliseconds.
-//! Decision trees (HiCuts, HyperSplit, CutSplit) and equivalence-class schemes
-//! (RFC) look up faster on some sets but replicate rules and build slowly; they
-//! remain candidates for the lookup-speed target, to be chosen by measurement.
+//! Its strengths: build time is one sort and one hash insert per rule, and
+//! memory is linear in the rules (no replication); a rule-set change rebuilds
+//! in milliseconds. Its weakness is sets with many distinct prefix-length
+//! pairs, where a lookup probes many tables; [`super::Engine::build`] picks
+//! it when its rules fall in few tables, or when the other engines do not
+//! build within their budgets.
 //!
 //! Layout: one flat array of entries, bucket by bucket; per table an
 //! open-addressing slot array (address pair, start, length). A lookup touches
