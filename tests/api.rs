@@ -55,12 +55,6 @@ fn network(tag: &str) -> Topology {
     t
 }
 
-fn dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("rampart-api-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
 fn reaches(t: &Topology, port: u16) -> bool {
     let timeout = if port == 80 { OPEN } else { BLOCKED };
     connect(&t.client, "198.18.0.1", &format!("198.18.0.20:{port}"), timeout).is_ok()
@@ -78,9 +72,10 @@ fn rule_count(api: &Client) -> usize {
 fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("api");
-    let dir = dir("api");
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let scratch = support::scratch("api");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
 
     // Health is open; /v1 needs the token.
     let health = |api: &Client| -> Health {
@@ -196,16 +191,16 @@ fn a_change_is_enforced_when_acknowledged_and_bad_input_changes_nothing() {
     assert!(reaches(&t, 80));
 
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("apik");
-    let dir = dir("apik");
-    let d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let scratch = support::scratch("apik");
+    let dir = scratch.path();
+    let d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
     let (status, added) = api.send(
         "POST",
         RULES,
@@ -214,7 +209,7 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
     assert_eq!(status, 200, "{added}");
     drop(d); // SIGKILL
 
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
     assert!(
         d.stdout()
             .contains("model.json (holds changes made through the API"),
@@ -252,16 +247,16 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
     assert_eq!(status, 200, "{forced}");
     assert!(!reaches(&t, 8080));
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("prom");
-    let dir = dir("prom");
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let scratch = support::scratch("prom");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
     let (_, web) = api.get("/v1/vpcs/t/security-groups/web");
     let port80 = web["rules"][0]["id"].as_str().expect("rule id").to_owned();
     assert!(
@@ -311,7 +306,7 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     );
 
     // A real Prometheus scrapes it and answers with the same numbers.
-    let prom = support::prometheus::Prometheus::start(&t.fw, &dir, SCRAPE_EVERY_SECOND);
+    let prom = support::prometheus::Prometheus::start(&t.fw, dir, SCRAPE_EVERY_SECOND);
     let wanted = [
         (
             format!("rampart_rule_flows_created_total{{rule=\"{port80}\"}}"),
@@ -337,7 +332,6 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     }
     drop(prom);
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `rampart ctl ARGS` inside namespace `ns`: exit code, stdout, stderr.
@@ -359,9 +353,10 @@ fn ctl(ns: &str, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) 
 fn ctl_drives_the_live_model_with_tables_and_json() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("ctl");
-    let dir = dir("ctl");
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
-    let (code, out, err) = ctl(&t.fw, &dir, &["health"]);
+    let scratch = support::scratch("ctl");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
+    let (code, out, err) = ctl(&t.fw, dir, &["health"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ok: generation 1"), "{out}");
 
@@ -377,33 +372,33 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
         "--protocol",
         "tcp",
     ];
-    let (code, out, err) = ctl(&t.fw, &dir, &[&add[..], &["--ports", "8080"]].concat());
+    let (code, out, err) = ctl(&t.fw, dir, &[&add[..], &["--ports", "8080"]].concat());
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("added sgr-"), "{out}");
     assert!(reaches(&t, 8080));
-    let (code, out, _) = ctl(&t.fw, &dir, &["group", "show", "--vpc", "t", "web"]);
+    let (code, out, _) = ctl(&t.fw, dir, &["group", "show", "--vpc", "t", "web"]);
     assert_eq!(code, 0);
     assert!(out.contains("RULE") && out.contains("tcp port 8080"), "{out}");
 
     // Refused by the appliance: exit 1, its message (naming the field) on stderr.
-    let (code, out, err) = ctl(&t.fw, &dir, &[&add[..], &["--ports", "99999"]].concat());
+    let (code, out, err) = ctl(&t.fw, dir, &[&add[..], &["--ports", "99999"]].concat());
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("ports") && err.contains("(400)"), "{err}");
 
-    let (code, out, _) = ctl(&t.fw, &dir, &["--json", "vpcs"]);
+    let (code, out, _) = ctl(&t.fw, dir, &["--json", "vpcs"]);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(out.trim()).expect("--json prints JSON");
     assert_eq!(v["vpcs"][0]["name"], "t");
 
     let (code, out, _) = ctl(
         &t.fw,
-        &dir,
+        dir,
         &["explain", "tcp", "198.18.0.1:4000", "->", "198.18.0.20:8080"],
     );
     assert_eq!(code, 0, "{out}");
     let (code, _, _) = ctl(
         &t.fw,
-        &dir,
+        dir,
         &["explain", "tcp", "198.18.0.1:4000", "->", "198.18.0.20:9999"],
     );
     assert_eq!(code, 1, "denied: exit 1");
@@ -450,24 +445,24 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
         ],
     ];
     for step in steps {
-        let (code, out, err) = ctl(&t.fw, &dir, step);
+        let (code, out, err) = ctl(&t.fw, dir, step);
         assert_eq!(code, 0, "{step:?}: {out}{err}");
     }
-    let (code, out, _) = ctl(&t.fw, &dir, &["interface", "show", "--vpc", "t", "mon-1"]);
+    let (code, out, _) = ctl(&t.fw, dir, &["interface", "show", "--vpc", "t", "mon-1"]);
     assert_eq!(code, 0);
     assert!(
         out.lines()
             .any(|l| l.starts_with("addresses") && l.ends_with("198.18.0.40")),
         "{out}"
     );
-    let (code, out, _) = ctl(&t.fw, &dir, &["prefix-list", "show", "--vpc", "t", "clients"]);
+    let (code, out, _) = ctl(&t.fw, dir, &["prefix-list", "show", "--vpc", "t", "clients"]);
     assert_eq!(code, 0);
     assert!(
         out.lines()
             .any(|l| l.starts_with("cidrs") && l.ends_with("198.18.0.0/29")),
         "{out}"
     );
-    let (code, out, _) = ctl(&t.fw, &dir, &["interface", "list", "--vpc", "t"]);
+    let (code, out, _) = ctl(&t.fw, dir, &["interface", "list", "--vpc", "t"]);
     assert_eq!(code, 0);
     assert!(
         out.lines()
@@ -475,10 +470,10 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
         "{out}"
     );
     let explain = ["explain", "tcp", "198.18.0.1:4000", "->", "198.18.0.40:9090"];
-    assert_eq!(ctl(&t.fw, &dir, &explain).0, 0, "in the prefix list");
+    assert_eq!(ctl(&t.fw, dir, &explain).0, 0, "in the prefix list");
     let (code, _, err) = ctl(
         &t.fw,
-        &dir,
+        dir,
         &[
             "prefix-list",
             "set",
@@ -490,18 +485,18 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(ctl(&t.fw, &dir, &explain).0, 1, "no longer in the prefix list");
-    let (code, _, err) = ctl(&t.fw, &dir, &["prefix-list", "delete", "--vpc", "t", "clients"]);
+    assert_eq!(ctl(&t.fw, dir, &explain).0, 1, "no longer in the prefix list");
+    let (code, _, err) = ctl(&t.fw, dir, &["prefix-list", "delete", "--vpc", "t", "clients"]);
     assert_eq!(code, 1, "in use by the metrics group");
     assert!(err.contains("(409)"), "{err}");
 
-    let (code, out, _) = ctl(&t.fw, &dir, &["stats"]);
+    let (code, out, _) = ctl(&t.fw, dir, &["stats"]);
     assert_eq!(code, 0);
     assert!(out.contains("PORT") && out.contains("tcp port 8080"), "{out}");
 
     // apply -f: the file's model replaces the live one; 8080 closes.
     let file = dir.join("rampart.toml");
-    let (code, out, err) = ctl(&t.fw, &dir, &["apply", "-f", file.to_str().expect("path")]);
+    let (code, out, err) = ctl(&t.fw, dir, &["apply", "-f", file.to_str().expect("path")]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("rules") && out.contains("enforced at generation"),
@@ -526,11 +521,10 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("(401)"));
-    let (code, _, err) = ctl(&t.fw, &dir, &["--url", "http://127.0.0.1:1", "vpcs"]);
+    let (code, _, err) = ctl(&t.fw, dir, &["--url", "http://127.0.0.1:1", "vpcs"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot reach rampart"), "{err}");
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The ids of web's rules, or `None` while the daemon is down.
@@ -559,14 +553,15 @@ fn acknowledged_changes_survive_random_sigkills() {
     use std::sync::Arc;
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("crash");
-    let dir = dir("crash");
-    let d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let scratch = support::scratch("crash");
+    let dir = scratch.path();
+    let d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
     let initial = web_rules(&api).expect("running");
 
     let done = Arc::new(AtomicBool::new(false));
     let kills = {
-        let (done, fw, dir) = (Arc::clone(&done), t.fw.clone(), dir.clone());
+        let (done, fw, dir) = (Arc::clone(&done), t.fw.clone(), dir.to_owned());
         std::thread::spawn(move || {
             let mut seed = std::process::id() as u64 | 1;
             let mut d = Some(d);
@@ -659,7 +654,6 @@ fn acknowledged_changes_survive_random_sigkills() {
     );
     eprintln!("{acknowledged} acknowledged changes, {kills} kills, {checks} requests cut off");
     drop(d);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// An update storm under traffic: hundreds of rule changes per second for a
@@ -674,9 +668,10 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
     use std::sync::Arc;
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("storm");
-    let dir = dir("storm");
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let scratch = support::scratch("storm");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
     let mut conn = connect(&t.client, "198.18.0.1", "198.18.0.20:80", OPEN).expect("web");
     let mut banner = [0u8; 4];
     conn.read_exact(&mut banner).expect("banner");
@@ -750,7 +745,6 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
     let (_, g) = api.get("/v1/vpcs/t/security-groups/web");
     assert_eq!(g["rules"].as_array().map(Vec::len), Some(3), "{g}");
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Every endpoint not exercised above, each with its effect checked through
@@ -759,9 +753,10 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
 fn every_endpoint_does_what_it_says() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("every");
-    let dir = dir("every");
-    let mut d = Daemon::start(&t.fw, &dir, CONFIG);
-    let api = Client::new(&t.fw, &dir);
+    let scratch = support::scratch("every");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
     assert_eq!(api.read::<Version>("/v1/version").name, "rampart");
     let model: ModelView = api.read("/v1/model");
     assert!(model.from_file);
@@ -878,5 +873,4 @@ fn every_endpoint_does_what_it_says() {
     assert_eq!((status, e.code.as_str()), (404, "no_route"), "{e:?}");
     assert!(reaches(&t, 80));
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -127,10 +127,6 @@ fn echo(conn: &mut std::net::TcpStream, msg: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-fn state_dir(tag: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("rampart-test-{tag}-{}", std::process::id()))
-}
-
 /// What the model of [`CONFIG`] lets through, checked with real traffic:
 /// the same expectations hold for rampart and for the kernel's nftables
 /// ruleset exported from the same model.
@@ -189,8 +185,9 @@ fn enforced(t: &Topology) {
 fn security_groups_are_enforced_on_live_traffic() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("sg");
-    let dir = state_dir("sg");
-    let mut d = Daemon::start(&t.fw, &dir, &config("revalidate", ""));
+    let scratch = support::scratch("sg");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, &config("revalidate", ""));
     // Adaptive idle, the default: idle CPUs are kept quick to wake while it
     // runs.
     d.wait_for_output("stop with SIGINT", OPEN);
@@ -221,7 +218,6 @@ fn security_groups_are_enforced_on_live_traffic() {
         "{out}"
     );
     t.assert_detached();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Two workers on two queues: the kernel spreads each side's flows over both
@@ -233,12 +229,13 @@ fn security_groups_are_enforced_on_live_traffic() {
 fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network_with_queues("mq", 2);
-    let dir = state_dir("mq");
+    let scratch = support::scratch("mq");
+    let dir = scratch.path();
     let two = config("revalidate", "").replace(
         "port_b = \"b0\"\n",
         "port_b = \"b0\"\nworkers = 2\ncores = [0, 1]\nwake_latency_us = \"kernel\"\n",
     );
-    let mut d = Daemon::start(&t.fw, &dir, &two);
+    let mut d = Daemon::start(&t.fw, dir, &two);
     d.wait_for_output("stop with SIGINT", OPEN);
     assert!(d.stdout().contains("workers     2"), "{}", d.stdout());
     assert!(
@@ -291,7 +288,6 @@ fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
         "{out}"
     );
     t.assert_detached();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// 802.1Q-tagged traffic crosses with its tag and is judged by the rules of
@@ -306,7 +302,8 @@ fn tagged_frames_keep_their_vlan_and_meet_their_vpcs_rules() {
     use rampart_testkit::frames::Spec;
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("vlan");
-    let dir = state_dir("vlan");
+    let scratch = support::scratch("vlan");
+    let dir = scratch.path();
     let tagged = config("revalidate", "")
         + r#"
 [[vpc]]
@@ -324,7 +321,7 @@ name = "web-100"
 addresses = ["198.18.100.20"]
 groups = ["web"]
 "#;
-    let mut d = Daemon::start(&t.fw, &dir, &tagged);
+    let mut d = Daemon::start(&t.fw, dir, &tagged);
     let (c, s) = ("198.18.100.1".parse().unwrap(), "198.18.100.20".parse().unwrap());
     let open = Spec::tcp(c, 40000, s, 80, TCP_SYN).vlan(100).build();
     let closed = Spec::tcp(c, 40001, s, 22, TCP_SYN).vlan(100).build();
@@ -377,7 +374,6 @@ groups = ["web"]
         "the untagged SYN to 22 crossed (unprotected in VPC t)"
     );
     assert!(out.contains("web: ingress tcp port 80 from any allow"), "{out}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Frames longer than the appliance's MTU (plus Ethernet and two VLAN tags)
@@ -388,12 +384,13 @@ groups = ["web"]
 fn frames_over_the_mtu_are_dropped_and_counted() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("mtu");
-    let dir = state_dir("mtu");
+    let scratch = support::scratch("mtu");
+    let dir = scratch.path();
     let small = config("revalidate", "").replace(
         "port_b = \"b0\"\n",
         "port_b = \"b0\"\nmtu = 1280\nidle = \"busy\"\nbusy_poll = true\n",
     );
-    let mut d = Daemon::start(&t.fw, &dir, &small);
+    let mut d = Daemon::start(&t.fw, dir, &small);
     d.wait_for_output("stop with SIGINT", OPEN);
     let summary = d.stdout();
     assert!(
@@ -426,16 +423,16 @@ fn frames_over_the_mtu_are_dropped_and_counted() {
         .find_map(|l| l.trim().strip_prefix("oversize"))
         .map(|n| n.trim().parse::<u64>().expect("count"));
     assert_eq!(oversize, Some(3), "{out}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_rule_change_applies_to_new_flows_and_with_revalidate_to_existing_ones() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("rc");
-    let dir = state_dir("rc");
+    let scratch = support::scratch("rc");
+    let dir = scratch.path();
     let c = &t.client;
-    let mut d = Daemon::start(&t.fw, &dir, &config("keep", PORT_8080));
+    let mut d = Daemon::start(&t.fw, dir, &config("keep", PORT_8080));
 
     // keep: removing the rule refuses new connections, the open one lives on.
     let mut kept = connect(c, "198.18.0.1", "198.18.0.20:8080", OPEN).expect("8080 is allowed");
@@ -486,16 +483,16 @@ fn a_rule_change_applies_to_new_flows_and_with_revalidate_to_existing_ones() {
         .unwrap_or_else(|| panic!("no revoked count in:\n{out}"));
     assert!(revoked >= 1, "{out}");
     t.assert_detached();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn after_sigkill_the_next_start_removes_the_stale_program_and_forwards() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("kill");
-    let dir = state_dir("kill");
+    let scratch = support::scratch("kill");
+    let dir = scratch.path();
     let cfg = config("revalidate", "");
-    let mut d = Daemon::start(&t.fw, &dir, &cfg);
+    let mut d = Daemon::start(&t.fw, dir, &cfg);
     assert!(ping(&t.client, "198.18.0.20"));
     // SIGKILL leaves the XDP programs attached: nothing can run at exit.
     d.stop(Signal::SIGKILL);
@@ -505,12 +502,11 @@ fn after_sigkill_the_next_start_removes_the_stale_program_and_forwards() {
         "nothing forwards while the programs point at a dead socket"
     );
 
-    let mut d = Daemon::start(&t.fw, &dir, &cfg);
+    let mut d = Daemon::start(&t.fw, dir, &cfg);
     assert!(d.stderr().contains("removed XDP program"), "{}", d.stderr());
     assert!(ping(&t.client, "198.18.0.20"), "forwarding again after restart");
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
     t.assert_detached();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -524,8 +520,9 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no [appliance] table"), "{err}");
 
-    let dir = state_dir("bad");
-    std::fs::create_dir_all(&dir).expect("dir");
+    let scratch = support::scratch("bad");
+    let dir = scratch.path();
+    std::fs::create_dir_all(dir).expect("dir");
     let cfg = dir.join("rampart.toml");
     std::fs::write(&cfg, config("revalidate", "").replace("b0", "b9")).expect("write");
     let out = run_to_end(&t.fw, &cfg);
@@ -536,7 +533,6 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
         "{err}"
     );
     t.assert_detached();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `rampart export nftables` of the same model, loaded on a Linux bridge with
@@ -546,8 +542,9 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
 fn the_exported_nftables_ruleset_enforces_the_same_model_in_the_kernel() {
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("nft");
-    let dir = state_dir("nft");
-    std::fs::create_dir_all(&dir).expect("dir");
+    let scratch = support::scratch("nft");
+    let dir = scratch.path();
+    std::fs::create_dir_all(dir).expect("dir");
     let cfg = dir.join("rampart.toml");
     std::fs::write(&cfg, config("revalidate", "")).expect("write");
     let out = std::process::Command::new(support::daemon::BIN)
@@ -585,5 +582,4 @@ fn the_exported_nftables_ruleset_enforces_the_same_model_in_the_kernel() {
         ruleset.to_str().expect("path"),
     ]);
     enforced(&t);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -184,10 +184,10 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
     rampart_bench::netns::veth_queues(ns.get("gen"), "g0", None, ns.get("fw"), "a0", 2).expect("link a");
     rampart_bench::netns::veth_queues(ns.get("gen"), "g1", None, ns.get("fw"), "b0", 2).expect("link b");
     let fw = ns.get("fw").to_owned();
-    let dir = std::env::temp_dir().join(format!("rampart-deploy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut d = Daemon::start(&fw, &dir, CONFIG);
-    let api = Client::new(&fw, &dir);
+    let scratch = support::scratch("deploy");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&fw, dir, CONFIG);
+    let api = Client::new(&fw, dir);
 
     // The shipped scrape config, scraping every second, with its rules.
     let shipped = std::fs::read_to_string(scripts().join("prometheus/prometheus.yml")).expect("config");
@@ -201,7 +201,7 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
         dir.join("prometheus/alerts.yml"),
     )
     .expect("rules");
-    let prom = Prometheus::start(&fw, &dir, &config);
+    let prom = Prometheus::start(&fw, dir, &config);
 
     // rampart-gen sends for 14 s on two queues (allowed UDP, denied UDP,
     // whole TCP sessions) while rules change through the API.
@@ -263,7 +263,6 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
     );
     drop(prom);
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `systemd-analyze verify` accepts the unit (every directive known, the
@@ -276,8 +275,8 @@ fn the_systemd_unit_verifies_cleanly() {
             && unit.contains("AmbientCapabilities=")
             && unit.contains("NoNewPrivileges=yes")
     );
-    let dir = std::env::temp_dir().join(format!("rampart-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let scratch = support::scratch("unit");
+    let dir = scratch.path();
     // The installed binary's path, for verify to find it.
     let copy = dir.join("rampart.service");
     std::fs::write(
@@ -296,7 +295,6 @@ fn the_systemd_unit_verifies_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success() && text.trim().is_empty(), "{text}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `host-prep.sh up` sets promiscuous mode and turns the offloads off (and
@@ -322,7 +320,8 @@ fn host_prep_up_then_down_restores_the_ports() {
         )
     };
     sh(&["ethtool", "-K", "x0", "gro", "on", "tso", "on"]);
-    let state = std::env::temp_dir().join(format!("rampart-hp-{}", std::process::id()));
+    let scratch = support::scratch("hp");
+    let state = scratch.path();
     let script = scripts().join("host-prep.sh");
     let script = script.to_str().expect("path");
     let features = |dev: &str| -> Vec<String> {
@@ -379,5 +378,4 @@ fn host_prep_up_then_down_restores_the_ports() {
         "1",
     ]);
     assert!(bad.contains("no interface named 'nope0'"), "{bad}");
-    let _ = std::fs::remove_dir_all(state);
 }

@@ -151,9 +151,9 @@ fn the_generator_checks_a_ruleset_under_load() {
     .expect("namespaces");
     veth_queues(ns.get("gen"), "g0", None, ns.get("fw"), "a0", 2).expect("link a");
     veth_queues(ns.get("gen"), "g1", None, ns.get("fw"), "b0", 2).expect("link b");
-    let dir = std::env::temp_dir().join(format!("rampart-gen-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut d = Daemon::start(ns.get("fw"), &dir, CONFIG);
+    let scratch = support::scratch("gen");
+    let dir = scratch.path();
+    let mut d = Daemon::start(ns.get("fw"), dir, CONFIG);
     let profile = dir.join("profile.toml");
     std::fs::write(&profile, PROFILE).expect("write profile");
 
@@ -205,7 +205,7 @@ fn the_generator_checks_a_ruleset_under_load() {
         summary.contains("web: ingress tcp port 80 from any allow"),
         "{summary}"
     );
-    let mut d = Daemon::start(ns.get("fw"), &dir, CONFIG);
+    let mut d = Daemon::start(ns.get("fw"), dir, CONFIG);
 
     // Two queues on both sides (two generator threads, two rampart workers),
     // paced in bits per second: 64-byte frames at 5.12 Mbit/s are 10 kpps.
@@ -304,5 +304,4 @@ fn the_generator_checks_a_ruleset_under_load() {
     assert_eq!(code, 2);
     assert!(err.contains("different IP versions"), "{err}");
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -2,8 +2,6 @@
 //! the way the daemon does it, and frames built byte for byte go through
 //! `Worker::process_batch` with a fake clock.
 
-use std::net::IpAddr;
-
 use rampart_control::compile::Compiler;
 use rampart_control::config::Config;
 use rampart_dataplane::conntrack::{Seed, State, NANOS};
@@ -11,7 +9,7 @@ use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use rampart_dataplane::worker::{Config as WorkerConfig, Fate, Side, Worker};
-use rampart_testkit::frames::{arp_request, Spec, L4};
+use rampart_testkit::frames::{arp_request, ip, tcp, Spec, L4};
 
 const SYN: u8 = TCP_SYN;
 const SYNACK: u8 = TCP_SYN | TCP_ACK;
@@ -96,10 +94,6 @@ fn config(on_rule_change: &str, pickup: bool) -> String {
         .replace("PICKUP", &pickup.to_string())
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("a valid address")
-}
-
 const CLIENT: &str = "198.18.0.1";
 const WEB: &str = "198.18.1.10";
 const DB: &str = "198.18.2.10";
@@ -178,10 +172,6 @@ const TO_A: Fate = Fate::Forward(Side::A);
 
 fn drop(reason: DropReason) -> Fate {
     Fate::Drop(reason)
-}
-
-fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u8) -> Spec {
-    Spec::tcp(ip(src), sp, ip(dst), dp, flags)
 }
 
 #[test]

@@ -46,26 +46,21 @@ fn explain(packet: &str) -> Run {
 }
 
 /// A temporary configuration file, removed on drop.
-struct TempConfig(PathBuf);
+struct TempConfig(tempfile::NamedTempFile);
 
 impl TempConfig {
     fn new(name: &str, text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("rampart-cli-{}-{name}.toml", std::process::id()));
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        TempConfig(path)
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("rampart-cli-{name}-"))
+            .suffix(".toml")
+            .tempfile()
+            .expect("a temporary file");
+        file.write_all(text.as_bytes()).expect("write the configuration");
+        TempConfig(file)
     }
 
     fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.0.path().to_str().expect("a UTF-8 path")
     }
 }
 

@@ -2,17 +2,12 @@
 //! web-db-bastion example: every kind of traffic of spec sections 4 and 5, and
 //! the exact counts the replay must print.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rampart_control::replay::pcap::{Reader, Writer};
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_SYN};
-use rampart_testkit::frames::{Spec, L4};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("an address")
-}
+use rampart_testkit::frames::{ip, tcp, Spec, L4};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/web-db-bastion.toml")
@@ -20,10 +15,6 @@ fn example() -> PathBuf {
 
 const CLIENT: &str = "198.19.0.1";
 const WEB: &str = "198.18.1.10";
-
-fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u8) -> Spec {
-    Spec::tcp(ip(src), sp, ip(dst), dp, flags)
-}
 
 /// Client frames carry MAC_A (side A); server frames are built as replies,
 /// which carry MAC_B (side B).

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::wire::headers::*;
 use rampart_dataplane::wire::*;
-use rampart_testkit::frames::{arp_request, Checksum, Spec, L4};
+use rampart_testkit::frames::{arp_request, ip, Checksum, Spec, L4};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
@@ -13,10 +13,6 @@ fn hex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("an address")
 }
 
 fn v4(s: &str) -> u128 {

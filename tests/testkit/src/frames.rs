@@ -351,6 +351,18 @@ impl Spec {
     }
 }
 
+/// `s` as an address; panics on a malformed one (the addresses of tests and
+/// benchmarks are written in their source).
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap_or_else(|_| panic!("{s:?} is not an IP address"))
+}
+
+/// A TCP segment from `src`:`sp` to `dst`:`dp` with `flags`, addresses
+/// written as text.
+pub fn tcp(src: &str, sp: u16, dst: &str, dp: u16, flags: u8) -> Spec {
+    Spec::tcp(ip(src), sp, ip(dst), dp, flags)
+}
+
 /// An ARP request frame (broadcast) from `MAC_A` for `target`.
 pub fn arp_request(sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
     let mut f = vec![0xff; 6];

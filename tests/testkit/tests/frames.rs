@@ -8,11 +8,7 @@ use etherparse::{
     PacketHeaders, TransportHeader,
 };
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_SYN};
-use rampart_testkit::frames::{arp_request, Spec, MAC_A, MAC_B};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("an address")
-}
+use rampart_testkit::frames::{arp_request, ip, Spec, MAC_A, MAC_B};
 
 fn v4(s: &str) -> [u8; 4] {
     match ip(s) {
