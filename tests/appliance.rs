@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::daemon::{run_to_end, Daemon};
+use support::fixture::Fixture;
 use support::netns::{self, connect, ping, serve_tcp, serve_udp, udp_exchange, Topology};
 
 const BLOCKED: Duration = Duration::from_millis(1000);
@@ -22,7 +23,7 @@ port_a = "a0"
 port_b = "b0"
 
 [settings]
-on_rule_change = "ON_RULE_CHANGE"
+on_rule_change = "revalidate"
 
 [[vpc]]
 name = "t"
@@ -35,7 +36,6 @@ rules = [
   { direction = "ingress", protocol = "udp", ports = "53" },
   { direction = "ingress", protocol = "icmp", icmp_type = 8 },
   { direction = "ingress", protocol = "icmpv6", icmp_type = 128 },
-  EXTRA
 ]
 
 [[security_group]]
@@ -69,13 +69,22 @@ addresses = ["198.18.0.10"]
 groups = ["app"]
 "#;
 
-fn config(on_rule_change: &str, extra_rule: &str) -> String {
-    CONFIG
-        .replace("ON_RULE_CHANGE", on_rule_change)
-        .replace("EXTRA", extra_rule)
+/// [`CONFIG`] with `on_rule_change` and, unless empty, `extra_rule` added to
+/// the web group.
+fn fixture(on_rule_change: &str, extra_rule: &str) -> Fixture {
+    let f = Fixture::parse(CONFIG).set("settings", "on_rule_change", on_rule_change);
+    if extra_rule.is_empty() {
+        f
+    } else {
+        f.add_rule("web", extra_rule)
+    }
 }
 
-const PORT_8080: &str = r#"{ direction = "ingress", protocol = "tcp", ports = "8080" },"#;
+fn config(on_rule_change: &str, extra_rule: &str) -> String {
+    fixture(on_rule_change, extra_rule).text()
+}
+
+const PORT_8080: &str = r#"{ direction = "ingress", protocol = "tcp", ports = "8080" }"#;
 
 /// The topology with its addresses and services.
 fn network(tag: &str) -> Topology {
@@ -231,10 +240,11 @@ fn two_workers_on_two_queues_pass_frames_to_the_flow_owner() {
     let t = network_with_queues("mq", 2);
     let scratch = support::scratch("mq");
     let dir = scratch.path();
-    let two = config("revalidate", "").replace(
-        "port_b = \"b0\"\n",
-        "port_b = \"b0\"\nworkers = 2\ncores = [0, 1]\nwake_latency_us = \"kernel\"\n",
-    );
+    let two = fixture("revalidate", "")
+        .set("appliance", "workers", 2)
+        .set("appliance", "cores", vec![0, 1])
+        .set("appliance", "wake_latency_us", "kernel")
+        .text();
     let mut d = Daemon::start(&t.fw, dir, &two);
     d.wait_for_output("stop with SIGINT", OPEN);
     assert!(d.stdout().contains("workers     2"), "{}", d.stdout());
@@ -304,8 +314,9 @@ fn tagged_frames_keep_their_vlan_and_meet_their_vpcs_rules() {
     let t = network("vlan");
     let scratch = support::scratch("vlan");
     let dir = scratch.path();
-    let tagged = config("revalidate", "")
-        + r#"
+    let tagged = fixture("revalidate", "")
+        .with(
+            r#"
 [[vpc]]
 name = "v100"
 vlan = 100
@@ -320,7 +331,9 @@ vpc = "v100"
 name = "web-100"
 addresses = ["198.18.100.20"]
 groups = ["web"]
-"#;
+"#,
+        )
+        .text();
     let mut d = Daemon::start(&t.fw, dir, &tagged);
     let (c, s) = ("198.18.100.1".parse().unwrap(), "198.18.100.20".parse().unwrap());
     let open = Spec::tcp(c, 40000, s, 80, TCP_SYN).vlan(100).build();
@@ -386,10 +399,11 @@ fn frames_over_the_mtu_are_dropped_and_counted() {
     let t = network("mtu");
     let scratch = support::scratch("mtu");
     let dir = scratch.path();
-    let small = config("revalidate", "").replace(
-        "port_b = \"b0\"\n",
-        "port_b = \"b0\"\nmtu = 1280\nidle = \"busy\"\nbusy_poll = true\n",
-    );
+    let small = fixture("revalidate", "")
+        .set("appliance", "mtu", 1280)
+        .set("appliance", "idle", "busy")
+        .set("appliance", "busy_poll", true)
+        .text();
     let mut d = Daemon::start(&t.fw, dir, &small);
     d.wait_for_output("stop with SIGINT", OPEN);
     let summary = d.stdout();
@@ -524,7 +538,11 @@ fn a_config_that_cannot_run_here_is_refused_and_touches_nothing() {
     let dir = scratch.path();
     std::fs::create_dir_all(dir).expect("dir");
     let cfg = dir.join("rampart.toml");
-    std::fs::write(&cfg, config("revalidate", "").replace("b0", "b9")).expect("write");
+    std::fs::write(
+        &cfg,
+        fixture("revalidate", "").set("appliance", "port_b", "b9").text(),
+    )
+    .expect("write");
     let out = run_to_end(&t.fw, &cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -2,6 +2,8 @@
 //! the way the daemon does it, and frames built byte for byte go through
 //! `Worker::process_batch` with a fake clock.
 
+mod support;
+
 use rampart_control::compile::Compiler;
 use rampart_control::config::Config;
 use rampart_dataplane::conntrack::{Seed, State, NANOS};
@@ -10,6 +12,7 @@ use rampart_dataplane::snapshot::Snapshot;
 use rampart_dataplane::wire::headers::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use rampart_dataplane::worker::{Config as WorkerConfig, Fate, Side, Worker};
 use rampart_testkit::frames::{arp_request, ip, tcp, Spec, L4};
+use support::fixture::Fixture;
 
 const SYN: u8 = TCP_SYN;
 const SYNACK: u8 = TCP_SYN | TCP_ACK;
@@ -21,8 +24,8 @@ const FIN: u8 = TCP_FIN | TCP_ACK;
 /// (198.18.4.10) is in a stateless group open for UDP 53 only inbound.
 const BASE: &str = r#"
 [settings]
-on_rule_change = "ON_RULE_CHANGE"
-tcp_pickup = PICKUP
+on_rule_change = "revalidate"
+tcp_pickup = false
 
 [[vpc]]
 name = "prod"
@@ -89,9 +92,15 @@ addresses = ["198.18.1.10"]
 groups = ["closed"]
 "#;
 
+/// [`BASE`] with `on_rule_change` and `tcp_pickup` set.
+fn fixture(on_rule_change: &str, pickup: bool) -> Fixture {
+    Fixture::parse(BASE)
+        .set("settings", "on_rule_change", on_rule_change)
+        .set("settings", "tcp_pickup", pickup)
+}
+
 fn config(on_rule_change: &str, pickup: bool) -> String {
-    BASE.replace("ON_RULE_CHANGE", on_rule_change)
-        .replace("PICKUP", &pickup.to_string())
+    fixture(on_rule_change, pickup).text()
 }
 
 const CLIENT: &str = "198.18.0.1";
@@ -457,10 +466,12 @@ fn fragments_follow_their_first() {
 #[test]
 fn rule_change_revalidate_or_keep() {
     let without_80 = |mode: &str| {
-        config(mode, false).replace(
-            "{ direction = \"ingress\", protocol = \"tcp\", ports = \"80\" },",
-            "",
-        )
+        fixture(mode, false)
+            .remove_rule(
+                "web",
+                r#"{ direction = "ingress", protocol = "tcp", ports = "80" }"#,
+            )
+            .text()
     };
     for (mode, expected) in [("revalidate", drop(DropReason::Revoked)), ("keep", TO_B)] {
         let mut h = Harness::new(&config(mode, false));
@@ -560,7 +571,9 @@ fn arp_neighbour_discovery_and_non_ip() {
     let mut lldp = arp_request([0; 4], [0; 4]);
     lldp[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
     assert_eq!(h.send(Side::A, &lldp), drop(DropReason::NonIp));
-    let forwarding = config("revalidate", false).replace("[settings]", "[settings]\nnon_ip = \"forward\"");
+    let forwarding = fixture("revalidate", false)
+        .set("settings", "non_ip", "forward")
+        .text();
     h.reload(&forwarding);
     assert_eq!(h.send(Side::A, &lldp), TO_B);
     // Malformed frames are dropped by reason and counted per port.
