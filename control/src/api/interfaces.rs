@@ -1,13 +1,13 @@
-//! `/v1/vpcs/{vpc}/interfaces`: protected interfaces and their groups.
+//! `/v1/vpcs/{vpc}/interfaces`: protected interfaces and their groups. Listing,
+//! showing, creating, replacing and deleting are [`super::named`]'s handlers.
 
 use std::sync::Arc;
 
+use super::named::Named;
+use super::types::{Enforced, InterfaceList, InterfaceView, Nothing};
+use super::{Answer, Api, Body};
+use crate::model::{Errors, Interface, InterfaceSpec, Model, VpcId};
 use axum::extract::{Path, State};
-use serde_json::Value;
-
-use super::types::{Created, Enforced, InterfaceList, InterfaceView, Nothing};
-use super::{vpc_id, Answer, Api, ApiError, Body};
-use crate::model::{Interface, InterfaceSpec, Model};
 
 impl InterfaceView {
     /// `i` as the API shows it.
@@ -24,65 +24,42 @@ impl InterfaceView {
     }
 }
 
-type Named = Path<(String, String)>;
+impl Named for Interface {
+    type View = InterfaceView;
+    type List = InterfaceList;
+    type Spec = InterfaceSpec;
+    const NOUN: &'static str = "interface";
 
-pub async fn list(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer<InterfaceList> {
-    api.read(|c| {
-        let m = &c.config.model;
-        let id = vpc_id(m, &vpc)?;
-        Ok(InterfaceList {
+    fn list(m: &Model, vpc: VpcId) -> InterfaceList {
+        InterfaceList {
             interfaces: m
                 .interfaces()
-                .filter(|i| i.vpc == id)
+                .filter(|i| i.vpc == vpc)
                 .map(|i| InterfaceView::of(m, i))
                 .collect(),
-        })
-    })
-    .await
-}
+        }
+    }
 
-pub async fn show(State(api): State<Arc<Api>>, Path((vpc, name)): Named) -> Answer<InterfaceView> {
-    api.read(|c| {
-        let m = &c.config.model;
-        let id = vpc_id(m, &vpc)?;
-        let i = m
-            .interface_by_name(id, &name)
-            .ok_or_else(|| ApiError::not_found(&format!("interface {name:?} in vpc {vpc:?}")))?;
-        Ok(InterfaceView::of(m, i))
-    })
-    .await
-}
+    fn show(m: &Model, vpc: VpcId, name: &str) -> Option<InterfaceView> {
+        m.interface_by_name(vpc, name).map(|i| InterfaceView::of(m, i))
+    }
 
-pub async fn create(
-    State(api): State<Arc<Api>>,
-    Path(vpc): Path<String>,
-    Body(body): Body<Value>,
-) -> Answer<Enforced<Created>> {
-    api.create_in(&vpc, body, |m, spec: &InterfaceSpec| m.create_interface(spec))
-        .await
-}
+    fn create(m: &mut Model, spec: &InterfaceSpec) -> Result<String, Errors> {
+        m.create_interface(spec).map(|id| id.to_string())
+    }
 
-pub async fn update(
-    State(api): State<Arc<Api>>,
-    Path((vpc, name)): Named,
-    Body(body): Body<Value>,
-) -> Answer<Enforced> {
-    api.update_in(&vpc, &name, body, |m, vpc, name, spec: &InterfaceSpec| {
+    fn replace(m: &mut Model, vpc: &str, name: &str, spec: &InterfaceSpec) -> Result<(), Errors> {
         m.update_interface(vpc, name, spec)
-    })
-    .await
-}
+    }
 
-pub async fn delete(State(api): State<Arc<Api>>, Path((vpc, name)): Named) -> Answer<Enforced> {
-    api.mutate_in(&vpc, |m, vpc| {
-        Ok(m.delete_interface(vpc, &name).map(|()| Nothing {})?)
-    })
-    .await
+    fn delete(m: &mut Model, vpc: &str, name: &str) -> Result<(), Errors> {
+        m.delete_interface(vpc, name)
+    }
 }
 
 pub async fn set_groups(
     State(api): State<Arc<Api>>,
-    Path((vpc, name)): Named,
+    Path((vpc, name)): Path<(String, String)>,
     Body(groups): Body<Vec<String>>,
 ) -> Answer<Enforced> {
     api.mutate_in(&vpc, |m, vpc| {

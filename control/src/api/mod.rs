@@ -6,7 +6,8 @@
 //! - [`error`]: error answers and the JSON body extractor;
 //! - one module per resource: [`status`] (health, version, stats, metrics),
 //!   [`model`] (the whole model, reload, SIGHUP, explain), [`vpcs`],
-//!   [`groups`] (with their rules), [`interfaces`], [`prefix_lists`].
+//!   [`groups`] (with their rules), [`interfaces`], [`prefix_lists`]; the
+//!   last two share [`named`]'s handlers.
 //!
 //! Every change goes through [`crate::apply::Control`] under one lock: the
 //! answer `200` means every worker enforces it. Authentication:
@@ -17,6 +18,7 @@ pub mod error;
 pub mod groups;
 pub mod interfaces;
 pub mod model;
+pub mod named;
 pub mod prefix_lists;
 pub mod status;
 pub mod types;
@@ -42,7 +44,7 @@ pub use self::error::{ApiError, Body};
 use self::types::{Created, Enforced, Nothing};
 use crate::apply::{Applied, Control};
 use crate::metrics::Metrics;
-use crate::model::{Errors, Model, VpcId};
+use crate::model::{Errors, Interface, Model, PrefixList, VpcId};
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 4 << 20;
@@ -261,12 +263,15 @@ pub fn router(api: Arc<Api>) -> Router {
             &format!("{groups}/{{sg}}/rules/{{rule}}"),
             put(groups::update_rule).delete(groups::delete_rule),
         )
-        .route(interfaces, get(interfaces::list).post(interfaces::create))
+        .route(
+            interfaces,
+            get(named::list::<Interface>).post(named::create::<Interface>),
+        )
         .route(
             &format!("{interfaces}/{{name}}"),
-            get(interfaces::show)
-                .put(interfaces::update)
-                .delete(interfaces::delete),
+            get(named::show::<Interface>)
+                .put(named::replace::<Interface>)
+                .delete(named::delete::<Interface>),
         )
         .route(
             &format!("{interfaces}/{{name}}/groups"),
@@ -276,12 +281,15 @@ pub fn router(api: Arc<Api>) -> Router {
             &format!("{interfaces}/{{name}}/groups/{{sg}}"),
             put(interfaces::bind).delete(interfaces::unbind),
         )
-        .route(prefix_lists, get(prefix_lists::list).post(prefix_lists::create))
+        .route(
+            prefix_lists,
+            get(named::list::<PrefixList>).post(named::create::<PrefixList>),
+        )
         .route(
             &format!("{prefix_lists}/{{name}}"),
-            get(prefix_lists::show)
-                .put(prefix_lists::update)
-                .delete(prefix_lists::delete),
+            get(named::show::<PrefixList>)
+                .put(named::replace::<PrefixList>)
+                .delete(named::delete::<PrefixList>),
         )
         .layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
     Router::new()

@@ -1,14 +1,9 @@
 //! `/v1/vpcs/{vpc}/prefix-lists`: named sets of CIDRs that rules use as
-//! their remote.
+//! their remote. The handlers are [`super::named`]'s.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
-use serde_json::Value;
-
-use super::types::{Created, Enforced, Nothing, PrefixListList, PrefixListView};
-use super::{vpc_id, Answer, Api, ApiError, Body};
-use crate::model::{Model, PrefixList, PrefixListSpec};
+use super::named::Named;
+use super::types::{PrefixListList, PrefixListView};
+use crate::model::{Errors, Model, PrefixList, PrefixListSpec, VpcId};
 
 impl PrefixListView {
     /// `p` as the API shows it.
@@ -23,58 +18,35 @@ impl PrefixListView {
     }
 }
 
-type Named = Path<(String, String)>;
+impl Named for PrefixList {
+    type View = PrefixListView;
+    type List = PrefixListList;
+    type Spec = PrefixListSpec;
+    const NOUN: &'static str = "prefix list";
 
-pub async fn list(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer<PrefixListList> {
-    api.read(|c| {
-        let m = &c.config.model;
-        let id = vpc_id(m, &vpc)?;
-        Ok(PrefixListList {
+    fn list(m: &Model, vpc: VpcId) -> PrefixListList {
+        PrefixListList {
             prefix_lists: m
                 .prefix_lists()
-                .filter(|p| p.vpc == id)
+                .filter(|p| p.vpc == vpc)
                 .map(|p| PrefixListView::of(m, p))
                 .collect(),
-        })
-    })
-    .await
-}
+        }
+    }
 
-pub async fn show(State(api): State<Arc<Api>>, Path((vpc, name)): Named) -> Answer<PrefixListView> {
-    api.read(|c| {
-        let m = &c.config.model;
-        let id = vpc_id(m, &vpc)?;
-        let p = m
-            .prefix_list_by_name(id, &name)
-            .ok_or_else(|| ApiError::not_found(&format!("prefix list {name:?} in vpc {vpc:?}")))?;
-        Ok(PrefixListView::of(m, p))
-    })
-    .await
-}
+    fn show(m: &Model, vpc: VpcId, name: &str) -> Option<PrefixListView> {
+        m.prefix_list_by_name(vpc, name).map(|p| PrefixListView::of(m, p))
+    }
 
-pub async fn create(
-    State(api): State<Arc<Api>>,
-    Path(vpc): Path<String>,
-    Body(body): Body<Value>,
-) -> Answer<Enforced<Created>> {
-    api.create_in(&vpc, body, |m, spec: &PrefixListSpec| m.create_prefix_list(spec))
-        .await
-}
+    fn create(m: &mut Model, spec: &PrefixListSpec) -> Result<String, Errors> {
+        m.create_prefix_list(spec).map(|id| id.to_string())
+    }
 
-pub async fn update(
-    State(api): State<Arc<Api>>,
-    Path((vpc, name)): Named,
-    Body(body): Body<Value>,
-) -> Answer<Enforced> {
-    api.update_in(&vpc, &name, body, |m, vpc, name, spec: &PrefixListSpec| {
+    fn replace(m: &mut Model, vpc: &str, name: &str, spec: &PrefixListSpec) -> Result<(), Errors> {
         m.update_prefix_list(vpc, name, spec)
-    })
-    .await
-}
+    }
 
-pub async fn delete(State(api): State<Arc<Api>>, Path((vpc, name)): Named) -> Answer<Enforced> {
-    api.mutate_in(&vpc, |m, vpc| {
-        Ok(m.delete_prefix_list(vpc, &name).map(|()| Nothing {})?)
-    })
-    .await
+    fn delete(m: &mut Model, vpc: &str, name: &str) -> Result<(), Errors> {
+        m.delete_prefix_list(vpc, name)
+    }
 }
