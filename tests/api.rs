@@ -331,6 +331,45 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
         assert_eq!(got, Some(want), "{promql}; prometheus log:\n{log}");
     }
     drop(prom);
+
+    // Every change through the API is counted by its outcome: a rule added
+    // (applied), a rule for a group that does not exist (refused).
+    let changes = |api: &Client| -> Vec<String> {
+        let (_, text) = api.raw("GET", "/metrics", None, None);
+        let text = text.as_str().expect("the text format").to_owned();
+        text.lines()
+            .filter(|l| l.starts_with("rampart_changes_total{"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = changes(&api);
+    let _: Enforced<RuleIds> = api.change(
+        "POST",
+        RULES,
+        Some(&json!({ "direction": "ingress", "protocol": "tcp", "ports": "9000" })),
+    );
+    let (status, _) = api.refused(
+        "POST",
+        "/v1/vpcs/t/security-groups/nope/rules",
+        Some(&json!({ "direction": "ingress", "protocol": "tcp" })),
+    );
+    assert_eq!(status, 404);
+    let after = changes(&api);
+    for (result, added) in [("applied", 1), ("refused", 1), ("not_enforced", 0), ("failed", 0)] {
+        let count = |lines: &[String]| -> u64 {
+            let prefix = format!("rampart_changes_total{{result=\"{result}\"}} ");
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {prefix} in {lines:?}"))
+        };
+        assert_eq!(
+            count(&after),
+            count(&before) + added,
+            "{result}: {before:?} -> {after:?}"
+        );
+    }
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
 }
 

@@ -97,8 +97,17 @@ impl Api {
 
     /// Applies `change` to a copy of the model; on success saves, publishes
     /// and waits for enforcement, answering what `change` answered with the
-    /// generation.
+    /// generation. The outcome is counted.
     async fn mutate<T: Serialize>(
+        &self,
+        change: impl FnOnce(&mut Model) -> Result<T, ApiError>,
+    ) -> Answer<Enforced<T>> {
+        let answer = self.apply(change).await;
+        self.outcome(&answer);
+        answer
+    }
+
+    async fn apply<T: Serialize>(
         &self,
         change: impl FnOnce(&mut Model) -> Result<T, ApiError>,
     ) -> Answer<Enforced<T>> {
