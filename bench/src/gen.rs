@@ -20,6 +20,11 @@
 //! arrives), `icmp-echo` (echo requests); IPv4 or IPv6 by their addresses;
 //! `flows` flows over address and port ranges; a fixed frame size (with the
 //! FCS, as on the wire) or `imix` (7:4:1 of 64, 570, 1518 bytes).
+//!
+//! One thread per queue (`Worker`) owns its sockets, its schedule and its
+//! counts per stream; per frame it never allocates, locks or logs, and it
+//! publishes its counts with relaxed stores every 64 rounds for the main
+//! thread to sum.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -235,6 +240,24 @@ fn patch(frame: &mut [u8], csum_at: usize, at: usize, new: &[u8], udp: bool) {
     frame[at..at + new.len()].copy_from_slice(new);
 }
 
+impl Template {
+    /// Writes the trailer's `tag` (sequence or session flow) and the send
+    /// time into a frame allocated from this template and, if given, a TCP
+    /// port at an offset, patching the checksum for both.
+    fn stamp(&self, io: &mut Io, desc: &mut FrameDesc, tag: u32, port: Option<(usize, u16)>, clock: Instant) {
+        let len = self.bytes.len();
+        let mut fields = [0u8; 12];
+        fields[..4].copy_from_slice(&tag.to_be_bytes());
+        fields[4..].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_be_bytes());
+        io.modify(desc, |frame| {
+            patch(frame, self.csum_at, len - TRAILER + 4, &fields, self.udp);
+            if let Some((at, port)) = port {
+                patch(frame, self.csum_at, at, &port.to_be_bytes(), false);
+            }
+        });
+    }
+}
+
 /// A stream ready to run.
 #[derive(Debug)]
 struct Stream {
@@ -399,6 +422,25 @@ impl Stream {
             session,
         })
     }
+
+    /// How many frames a pass over the stream's flows starts: its flows for
+    /// a session stream (each starts with a SYN), else its templates.
+    fn starts(&self) -> usize {
+        if self.session {
+            self.spec.flows
+        } else {
+            self.templates.len()
+        }
+    }
+
+    /// Templates from one start to the next: a session's frames, or one.
+    fn step(&self) -> usize {
+        if self.session {
+            SESSION.len()
+        } else {
+            1
+        }
+    }
 }
 
 /// What one stream did.
@@ -449,6 +491,17 @@ struct Counts {
     received_bytes: AtomicU64,
 }
 
+/// What the run's threads share: the streams, each queue's counters, and the
+/// flag that stops them.
+struct Shared {
+    streams: Vec<Stream>,
+    counts: Vec<Vec<Counts>>,
+    stop: AtomicBool,
+}
+
+/// A generator thread: a latency histogram per stream when it ends.
+type WorkerThread = thread::JoinHandle<Vec<Histogram<u64>>>;
+
 /// Runs `profile` between `port_a` and `port_b` (interfaces of this network
 /// namespace). `progress` is called about once a second with (seconds, sent,
 /// received) so far.
@@ -458,6 +511,42 @@ pub fn run(
     port_b: &str,
     progress: &mut dyn FnMut(f64, u64, u64),
 ) -> Result<Report> {
+    let r = &profile.run;
+    check_run(profile)?;
+    let streams: Vec<Stream> = profile
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Stream::build(i, s))
+        .collect::<Result<_>>()?;
+    let queues = r.queues as usize;
+    let pps = frame_rate(r, &streams)? / queues as f64;
+    // Receive on every queue the ports have (a device may send a frame back
+    // on any of them); send on the first `queues`.
+    let rx_queues = (xdp::rx_queues(port_a).max(xdp::rx_queues(port_b)) as usize).max(queues);
+    let shared = Arc::new(Shared {
+        counts: (0..rx_queues)
+            .map(|_| (0..streams.len()).map(|_| Counts::default()).collect())
+            .collect(),
+        streams,
+        stop: AtomicBool::new(false),
+    });
+    // Every socket is open before the clock starts, then each moves to its
+    // thread.
+    let ios = open_queues(port_a, port_b, rx_queues)?;
+    let clock = Instant::now();
+    let threads = start_workers(ios, &shared, queues, pps, clock);
+    let run_for = Duration::from_secs_f64(r.seconds);
+    wait_out(run_for, clock, &threads, &shared.counts, progress);
+    let elapsed = clock.elapsed().as_secs_f64();
+    shared.stop.store(true, Ordering::Relaxed);
+    let hists = join_workers(threads, shared.streams.len())?;
+    Ok(report(&shared, &hists, elapsed, r.loss_tolerance))
+}
+
+/// Refuses a `[run]` with a value out of range, and too few or too many
+/// streams.
+fn check_run(profile: &Profile) -> Result<()> {
     let r = &profile.run;
     if !(r.seconds > 0.0 && r.seconds <= 86_400.0) {
         bail!("run.seconds: {} is out of range (0, 86400]", r.seconds);
@@ -474,81 +563,81 @@ pub fn run(
     if profile.streams.is_empty() || profile.streams.len() > 1000 {
         bail!("stream: 1-1000 streams, not {}", profile.streams.len());
     }
-    let streams: Vec<Stream> = profile
-        .streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Stream::build(i, s))
-        .collect::<Result<_>>()?;
-    let streams = Arc::new(streams);
-    let queues = r.queues as usize;
-    let threads_n = (xdp::rx_queues(port_a).max(xdp::rx_queues(port_b)) as usize).max(queues);
-    let counts: Arc<Vec<Vec<Counts>>> = Arc::new(
-        (0..threads_n)
-            .map(|_| (0..streams.len()).map(|_| Counts::default()).collect())
-            .collect(),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
+    Ok(())
+}
+
+/// Frames per second over all streams: `run.pps`, or `run.bps` turned into
+/// frames by the mix's mean frame size.
+fn frame_rate(r: &RunSpec, streams: &[Stream]) -> Result<f64> {
     if !r.bps.is_finite() || r.bps < 0.0 {
         bail!("run.bps: {} is not a rate of 0 or more", r.bps);
     }
     if r.bps > 0.0 && r.pps > 0.0 {
         bail!("run.bps: give a rate in pps or in bps, not both");
     }
-    let rate = if r.bps > 0.0 {
-        // The mix's mean frame, weighted like the schedule (session streams
-        // count their SYNs).
-        let (mut bits, mut weight) = (0.0, 0.0);
-        for s in streams.iter() {
-            let step = if s.session { SESSION.len() } else { 1 };
-            let sizes: Vec<f64> = s
-                .templates
-                .iter()
-                .step_by(step)
-                .map(|t| (t.bytes.len() + 4) as f64 * 8.0)
-                .collect();
-            bits += s.spec.weight * sizes.iter().sum::<f64>() / sizes.len() as f64;
-            weight += s.spec.weight;
-        }
-        r.bps / (bits / weight)
-    } else {
-        r.pps
-    };
-    let pps = rate / queues as f64;
-    let mut threads = Vec::new();
-    // Receive on every queue the ports have (a device may send a frame back
-    // on any of them); send on the first `queues`.
-    let rx_queues = (xdp::rx_queues(port_a).max(xdp::rx_queues(port_b)) as usize).max(queues);
-    // Every socket is open before the clock starts, then each moves to its
-    // thread.
-    let mut ios = Vec::with_capacity(rx_queues);
-    for q in 0..rx_queues {
-        ios.push(Io::open(
-            &[port_a, port_b],
-            q as u32,
-            16_384,
-            &PortOptions::default(),
-        )?);
+    if r.bps <= 0.0 {
+        return Ok(r.pps);
     }
-    let clock = Instant::now();
-    for (q, mut io) in ios.into_iter().enumerate() {
+    // The mix's mean frame, weighted like the schedule (session streams
+    // count their SYNs).
+    let (mut bits, mut weight) = (0.0, 0.0);
+    for s in streams {
+        let sizes: Vec<f64> = s
+            .templates
+            .iter()
+            .step_by(s.step())
+            .map(|t| (t.bytes.len() + 4) as f64 * 8.0)
+            .collect();
+        bits += s.spec.weight * sizes.iter().sum::<f64>() / sizes.len() as f64;
+        weight += s.spec.weight;
+    }
+    Ok(r.bps / (bits / weight))
+}
+
+/// Opens queues `0..n`, each one AF_XDP socket per port over one UMEM.
+fn open_queues(port_a: &str, port_b: &str, n: usize) -> Result<Vec<Io>> {
+    (0..n)
+        .map(|q| {
+            Ok(Io::open(
+                &[port_a, port_b],
+                q as u32,
+                16_384,
+                &PortOptions::default(),
+            )?)
+        })
+        .collect()
+}
+
+/// Starts a thread per queue, each owning its sockets; the first `queues`
+/// send `pps` frames per second each, the others only receive.
+fn start_workers(
+    ios: Vec<Io>,
+    shared: &Arc<Shared>,
+    queues: usize,
+    pps: f64,
+    clock: Instant,
+) -> Vec<WorkerThread> {
+    let mut threads = Vec::with_capacity(ios.len());
+    for (q, io) in ios.into_iter().enumerate() {
         let pps = if q < queues { pps } else { -1.0 };
-        let (streams, counts, stop) = (Arc::clone(&streams), Arc::clone(&counts), Arc::clone(&stop));
-        threads.push(thread::spawn(move || -> Result<Vec<Histogram<u64>>> {
-            Ok(worker(
-                &mut io, q, queues, &streams, &counts[q], pps, clock, &stop,
-            ))
+        let shared = Arc::clone(shared);
+        threads.push(thread::spawn(move || {
+            Worker::new(io, &shared, q, queues, pps, clock).run(&shared.stop)
         }));
     }
-    let total = |c: &Vec<Vec<Counts>>| -> (u64, u64) {
-        c.iter().flatten().fold((0, 0), |(s, r), x| {
-            (
-                s + x.sent.load(Ordering::Relaxed),
-                r + x.received.load(Ordering::Relaxed),
-            )
-        })
-    };
-    let run_for = Duration::from_secs_f64(r.seconds);
+    threads
+}
+
+/// Waits until `run_for` has passed on `clock` or a thread has ended,
+/// calling `progress` about once a second with the frames sent and received
+/// over all queues.
+fn wait_out(
+    run_for: Duration,
+    clock: Instant,
+    threads: &[WorkerThread],
+    counts: &[Vec<Counts>],
+    progress: &mut dyn FnMut(f64, u64, u64),
+) {
     let mut next = Duration::from_secs(1);
     while clock.elapsed() < run_for {
         thread::sleep(Duration::from_millis(20));
@@ -556,326 +645,533 @@ pub fn run(
             break;
         }
         if clock.elapsed() >= next {
-            let (s, rcv) = total(&counts);
+            let (s, rcv) = counts.iter().flatten().fold((0, 0), |(s, r), x| {
+                (
+                    s + x.sent.load(Ordering::Relaxed),
+                    r + x.received.load(Ordering::Relaxed),
+                )
+            });
             progress(clock.elapsed().as_secs_f64(), s, rcv);
             next += Duration::from_secs(1);
         }
     }
-    let elapsed = clock.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let mut hists: Vec<Histogram<u64>> = (0..streams.len()).map(|_| new_hist()).collect();
+}
+
+/// Joins the threads and merges their latency histograms, one per stream.
+fn join_workers(threads: Vec<WorkerThread>, streams: usize) -> Result<Vec<Histogram<u64>>> {
+    let mut hists: Vec<Histogram<u64>> = (0..streams).map(|_| new_hist()).collect();
     for t in threads {
-        let h = t.join().map_err(|_| anyhow!("a generator thread panicked"))??;
+        let h = t.join().map_err(|_| anyhow!("a generator thread panicked"))?;
         for (a, b) in hists.iter_mut().zip(h) {
             a.add(b).map_err(|e| anyhow!("merging histograms: {e}"))?;
         }
     }
-    let mut reports = Vec::new();
+    Ok(hists)
+}
+
+/// The run's report from the counters and histograms of every stream, over
+/// `elapsed` seconds; a stream whose expectation failed is listed.
+fn report(shared: &Shared, hists: &[Histogram<u64>], elapsed: f64, loss_tolerance: f64) -> Report {
     let mut failed = Vec::new();
-    for (i, s) in streams.iter().enumerate() {
-        let sum = |f: fn(&Counts) -> &AtomicU64| {
-            counts
-                .iter()
-                .map(|c| f(&c[i]).load(Ordering::Relaxed))
-                .sum::<u64>()
-        };
-        let (sent, received) = (sum(|c| &c.sent), sum(|c| &c.received));
-        let loss = if sent == 0 {
-            0.0
-        } else {
-            sent.saturating_sub(received) as f64 / sent as f64
-        };
-        let h = &hists[i];
-        let us = |q: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(q) as f64 / 1e3
-            }
-        };
-        let ok = match s.spec.expect.as_deref() {
-            Some("pass") => sent > 0 && loss <= r.loss_tolerance,
-            Some("drop") => sent > 0 && received == 0,
-            _ => true,
-        };
-        if !ok {
+    let mut streams = Vec::with_capacity(shared.streams.len());
+    for (i, (s, h)) in shared.streams.iter().zip(hists).enumerate() {
+        let r = stream_report(s, &shared.counts, i, h, elapsed, loss_tolerance);
+        if !r.ok {
             failed.push(format!(
-                "stream {:?}: expected {}, but {received} of {sent} frames arrived",
+                "stream {:?}: expected {}, but {} of {} frames arrived",
                 s.spec.name,
-                s.spec.expect.as_deref().unwrap_or("-")
+                s.spec.expect.as_deref().unwrap_or("-"),
+                r.received,
+                r.sent
             ));
         }
-        reports.push(StreamReport {
-            stream: s.spec.name.clone(),
-            protocol: s.spec.protocol.clone(),
-            flows: s.spec.flows,
-            from: s.spec.from.clone(),
-            sent,
-            received,
-            sent_bytes: sum(|c| &c.sent_bytes),
-            received_bytes: sum(|c| &c.received_bytes),
-            loss,
-            rx_pps: received as f64 / elapsed,
-            p50_us: us(0.5),
-            p90_us: us(0.9),
-            p99_us: us(0.99),
-            p999_us: us(0.999),
-            max_us: if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
-            sessions: sum(|c| &c.sessions),
-            sessions_per_s: sum(|c| &c.sessions) as f64 / elapsed,
-            expect: s.spec.expect.clone(),
-            ok,
-        });
+        streams.push(r);
     }
-    Ok(Report {
+    Report {
         seconds: elapsed,
-        streams: reports,
+        streams,
         failed,
-    })
+    }
+}
+
+/// What stream `i` did: its counters summed over the queues, its loss, its
+/// latency percentiles from `h`, and whether its expectation held.
+fn stream_report(
+    s: &Stream,
+    counts: &[Vec<Counts>],
+    i: usize,
+    h: &Histogram<u64>,
+    elapsed: f64,
+    loss_tolerance: f64,
+) -> StreamReport {
+    let sum = |f: fn(&Counts) -> &AtomicU64| {
+        counts
+            .iter()
+            .map(|c| f(&c[i]).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let (sent, received) = (sum(|c| &c.sent), sum(|c| &c.received));
+    let loss = if sent == 0 {
+        0.0
+    } else {
+        sent.saturating_sub(received) as f64 / sent as f64
+    };
+    let us = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1e3
+        }
+    };
+    let ok = match s.spec.expect.as_deref() {
+        Some("pass") => sent > 0 && loss <= loss_tolerance,
+        Some("drop") => sent > 0 && received == 0,
+        _ => true,
+    };
+    StreamReport {
+        stream: s.spec.name.clone(),
+        protocol: s.spec.protocol.clone(),
+        flows: s.spec.flows,
+        from: s.spec.from.clone(),
+        sent,
+        received,
+        sent_bytes: sum(|c| &c.sent_bytes),
+        received_bytes: sum(|c| &c.received_bytes),
+        loss,
+        rx_pps: received as f64 / elapsed,
+        p50_us: us(0.5),
+        p90_us: us(0.9),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: if h.is_empty() { 0.0 } else { h.max() as f64 / 1e3 },
+        sessions: sum(|c| &c.sessions),
+        sessions_per_s: sum(|c| &c.sessions) as f64 / elapsed,
+        expect: s.spec.expect.clone(),
+        ok,
+    }
 }
 
 fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Sessions without progress for this long count as lost, nanoseconds.
+const SESSION_TIMEOUT_NS: u64 = 20_000_000;
+
 /// One queue's thread: sends its share of every stream's flows (none when
-/// `pps` is negative: a receive-only queue), receives on both ports. Returns
-/// a latency histogram per stream.
-#[expect(clippy::too_many_arguments, reason = "the thread's whole state")]
-fn worker(
-    io: &mut Io,
+/// its pacer has no rate: a receive-only queue) and receives on both ports.
+/// It owns everything the loop touches, so the loop takes no lock and does
+/// not allocate.
+struct Worker<'a> {
+    io: Io,
+    streams: &'a [Stream],
+    /// Where this queue publishes its counts, one per stream.
+    counts: &'a [Counts],
+    clock: Instant,
+    /// This queue, of the `queues` that send: its flows `f` are those with
+    /// `f % queues == q`.
     q: usize,
     queues: usize,
-    streams: &[Stream],
-    counts: &[Counts],
-    pps: f64,
-    clock: Instant,
-    stop: &AtomicBool,
-) -> Vec<Histogram<u64>> {
-    let mut hists: Vec<Histogram<u64>> = (0..streams.len()).map(|_| new_hist()).collect();
-    // The frames this queue sends, interleaved by weight: a schedule of
-    // (stream, template) in proportion to each stream's weight.
-    let weights: Vec<f64> = streams.iter().map(|s| s.spec.weight).collect();
-    let total_weight: f64 = weights.iter().sum();
-    let mut schedule: Vec<(usize, usize)> = Vec::new();
-    for (si, s) in streams.iter().enumerate() {
-        let share = ((weights[si] / total_weight) * 1000.0).ceil().max(1.0) as usize;
-        let mine: Vec<usize> = if s.session {
-            (0..s.spec.flows)
-                .filter(|f| f % queues == q)
-                .map(|f| f * SESSION.len())
-                .collect()
-        } else {
-            (0..s.templates.len()).filter(|t| t % queues == q).collect()
-        };
-        let mine = if mine.is_empty() { vec![0] } else { mine };
-        for k in 0..share {
-            schedule.push((si, mine[k % mine.len()]));
+    schedule: Schedule,
+    pacer: Pacer,
+    /// The sequence number of the last frame sent (of a stream other than
+    /// a session stream).
+    seq: u32,
+    burst: Burst,
+    rx: [FrameDesc; BATCH],
+    /// Session frames to send in answer to those received (two per frame at
+    /// most), up to its capacity of two batches.
+    answers: Vec<Answer>,
+    lanes: Vec<Lane>,
+}
+
+impl<'a> Worker<'a> {
+    /// Queue `q`'s worker over `io`; it sends `pps` frames per second (0 = as
+    /// fast as the rings take them, negative = none).
+    fn new(io: Io, shared: &'a Shared, q: usize, queues: usize, pps: f64, clock: Instant) -> Self {
+        let streams = &shared.streams[..];
+        Worker {
+            io,
+            streams,
+            counts: &shared.counts[q],
+            clock,
+            q,
+            queues,
+            schedule: Schedule::new(streams, q, queues),
+            pacer: Pacer { pps, handed: 0 },
+            seq: 0,
+            burst: Burst {
+                tx: [[FrameDesc::default(); BATCH]; 2],
+                n: [0; 2],
+            },
+            rx: [FrameDesc::default(); BATCH],
+            answers: Vec::with_capacity(2 * BATCH),
+            lanes: streams.iter().map(|_| Lane::new()).collect(),
         }
     }
-    // Interleave the streams rather than sending them in blocks.
-    schedule.sort_by_key(|(si, t)| (*t % 997, *si));
-    let mut cursor: Vec<usize> = streams.iter().map(|_| 0).collect();
-    let mut uses: Vec<u64> = streams.iter().map(|_| 0).collect();
-    let mut seq = 0u32;
-    let mut sent_total = 0u64;
-    let mut tx = [[FrameDesc::default(); BATCH]; 2];
-    let mut rx = [FrameDesc::default(); BATCH];
-    let mut next = 0usize;
-    let mut local_sent = vec![(0u64, 0u64); streams.len()];
-    let mut local_recv = vec![(0u64, 0u64); streams.len()];
-    let mut rounds = 0u32;
-    let mut answers: Vec<(usize, u32, usize, u16, usize)> = Vec::with_capacity(2 * BATCH);
-    let mut sessions = vec![0u64; streams.len()];
-    let mut started = vec![0u64; streams.len()];
-    let mut lost = vec![0u64; streams.len()];
-    let mut progress = vec![0u64; streams.len()];
-    while !stop.load(Ordering::Relaxed) {
-        io.reap();
-        let now_ns = clock.elapsed().as_nanos() as u64;
-        let budget = if pps < 0.0 {
-            0 // a receive-only queue
-        } else if pps > 0.0 {
-            ((now_ns as f64 / 1e9 * pps) as u64)
-                .saturating_sub(sent_total)
-                .min(BATCH as u64) as usize
-        } else {
-            BATCH
-        };
-        let mut n = [0usize; 2];
+
+    /// Sends and receives until `stop`, then receives the last frames;
+    /// returns a latency histogram per stream.
+    fn run(mut self, stop: &AtomicBool) -> Vec<Histogram<u64>> {
+        let mut rounds = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            self.io.reap();
+            let now_ns = self.clock.elapsed().as_nanos() as u64;
+            let budget = self.pacer.budget(now_ns);
+            self.send_burst(budget, now_ns);
+            self.receive_burst(true);
+            self.answer_sessions();
+            rounds = rounds.wrapping_add(1);
+            if rounds.is_multiple_of(64) {
+                self.publish();
+            }
+            if budget == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        self.drain();
+        self.publish();
+        self.lanes.into_iter().map(|l| l.hist).collect()
+    }
+
+    /// Fills up to `budget` frames from the schedule (fewer when the session
+    /// windows are full or no frame is free) and transmits them.
+    fn send_burst(&mut self, budget: usize, now_ns: u64) {
+        let streams = self.streams;
         let (mut picked, mut skipped) = (0, 0);
-        while picked < budget && skipped <= schedule.len() {
-            let (si, base) = schedule[next % schedule.len()];
-            next += 1;
-            let s = &streams[si];
-            if s.session {
-                // A client with `window` connections: start one as one ends.
-                // (A session counted lost may still complete later: saturate.)
-                let in_flight = started[si].saturating_sub(sessions[si] + lost[si]);
-                if in_flight >= s.spec.window.max(1) {
-                    if now_ns.saturating_sub(progress[si]) > 20_000_000 {
-                        lost[si] += in_flight;
-                        progress[si] = now_ns;
-                    }
-                    skipped += 1;
-                    continue;
-                }
-                started[si] += 1;
-            }
-            picked += 1;
-            // Each stream walks all of this queue's flows (a session stream
-            // starts sessions: its SYNs).
-            let starts = if s.session {
-                s.spec.flows
-            } else {
-                s.templates.len()
-            };
-            let step = if s.session { SESSION.len() } else { 1 };
-            let t = if starts > 1 {
-                let c = &mut cursor[si];
-                *c = (*c + queues) % starts;
-                (*c / queues * queues + q).min(starts - 1) * step
-            } else {
-                base
-            };
-            let tpl = &s.templates[t];
-            let Some(mut desc) = io.alloc(&tpl.bytes) else {
-                break;
-            };
-            let len = tpl.bytes.len();
-            seq = seq.wrapping_add(1);
-            let mut fields = [0u8; 12];
-            let tag = if s.session { tpl.flow } else { seq };
-            fields[..4].copy_from_slice(&tag.to_be_bytes());
-            fields[4..].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_be_bytes());
-            let syn_port = s.syn_ports.map(|(lo, hi)| {
-                // After each pass over the flows, the next source port.
-                let pass = uses[si] / (s.templates.len() / step) as u64;
-                uses[si] += 1;
-                let span = u64::from(hi - lo) + 1;
-                lo + ((u64::from(tpl_port(&tpl.bytes, tpl.csum_at) - lo) + pass) % span) as u16
-            });
-            io.modify(&mut desc, |frame| {
-                patch(frame, tpl.csum_at, len - TRAILER + 4, &fields, tpl.udp);
-                if let Some(port) = syn_port {
-                    // The TCP header starts 16 bytes before its checksum.
-                    patch(frame, tpl.csum_at, tpl.csum_at - 16, &port.to_be_bytes(), false);
-                }
-            });
-            tx[s.from][n[s.from]] = desc;
-            n[s.from] += 1;
-            local_sent[si].0 += 1;
-            local_sent[si].1 += len as u64 + 4;
-        }
-        for p in 0..2 {
-            if n[p] > 0 {
-                let queued = io.transmit(p, &tx[p][..n[p]]);
-                sent_total += n[p] as u64;
-                // Frames the TX ring refused were not sent: take them back
-                // from their streams' counts.
-                if queued < n[p] {
-                    uncount(&mut local_sent, &tx[p][queued..n[p]], io);
-                }
-            }
-        }
-        for p in 0..2 {
-            io.refill(p, BATCH);
-            let got = io.receive(p, &mut rx);
-            if got == 0 {
-                io.poke_rx(p);
+        while picked < budget && skipped <= self.schedule.len() {
+            let (si, base) = self.schedule.next();
+            let (s, lane) = (&streams[si], &mut self.lanes[si]);
+            if s.session && !lane.may_start_session(s.spec.window, now_ns) {
+                skipped += 1;
                 continue;
             }
-            let now = clock.elapsed().as_nanos() as u64;
-            for d in &rx[..got] {
-                let f = io.data(d);
+            picked += 1;
+            let tpl = &s.templates[lane.next_template(s, base, self.q, self.queues)];
+            let Some(mut desc) = self.io.alloc(&tpl.bytes) else {
+                break;
+            };
+            self.seq = self.seq.wrapping_add(1);
+            let tag = if s.session { tpl.flow } else { self.seq };
+            // The TCP header starts 16 bytes before its checksum.
+            let port = lane.syn_port(s, tpl).map(|p| (tpl.csum_at - 16, p));
+            tpl.stamp(&mut self.io, &mut desc, tag, port, self.clock);
+            self.burst.push(s.from, desc);
+            lane.sent(tpl.bytes.len());
+        }
+        self.pacer.handed += self.burst.flush(&mut self.io, &mut self.lanes);
+    }
+
+    /// Receives a batch on each port and counts the arrivals of our frames;
+    /// with `answer`, also follows the sessions they belong to and queues the
+    /// frames they call for.
+    fn receive_burst(&mut self, answer: bool) {
+        let streams = self.streams;
+        for p in 0..2 {
+            self.io.refill(p, BATCH);
+            let got = self.io.receive(p, &mut self.rx);
+            if got == 0 {
+                self.io.poke_rx(p);
+                continue;
+            }
+            let now = self.clock.elapsed().as_nanos() as u64;
+            for d in &self.rx[..got] {
+                let f = self.io.data(d);
                 let Some((si, flow, sent_at)) = trailer(f, streams.len()) else {
                     continue;
                 };
-                arrived(&mut hists[si], &mut local_recv[si], f.len(), now, sent_at);
-                if streams[si].session && answers.len() + 2 <= answers.capacity() {
-                    let server = p != streams[si].from;
-                    if let Some((kinds, port, done)) =
-                        session_step(f, server, streams[si].templates[0].csum_at)
-                    {
-                        sessions[si] += u64::from(done);
-                        if done {
-                            progress[si] = now;
-                        }
-                        for kind in kinds.into_iter().flatten() {
-                            answers.push((si, flow, kind, port, p));
-                        }
-                    }
+                let (s, lane) = (&streams[si], &mut self.lanes[si]);
+                lane.arrived(f.len(), now, sent_at);
+                if !(answer && s.session && self.answers.len() + 2 <= self.answers.capacity()) {
+                    continue;
+                }
+                let Some((kinds, port, done)) = session_step(f, p != s.from, s.templates[0].csum_at) else {
+                    continue;
+                };
+                lane.sessions += u64::from(done);
+                if done {
+                    lane.progress = now;
+                }
+                for kind in kinds.into_iter().flatten() {
+                    self.answers.push(Answer {
+                        stream: si,
+                        flow,
+                        kind,
+                        client_port: port,
+                        on: p,
+                    });
                 }
             }
-            io.release(&rx[..got]);
+            self.io.release(&self.rx[..got]);
         }
-        // Answer as the other end of each session, on the port its frame came in.
-        let mut m = [0usize; 2];
-        for (si, flow, kind, port, p) in answers.drain(..) {
-            if m[p] == BATCH {
+    }
+
+    /// Sends the queued answers as the other end of each session, on the
+    /// port its frame came in, and transmits them.
+    fn answer_sessions(&mut self) {
+        let streams = self.streams;
+        for a in self.answers.drain(..) {
+            if self.burst.full(a.on) {
                 continue;
             }
-            let s = &streams[si];
-            let Some(tpl) = s.templates.get(flow as usize * SESSION.len() + kind) else {
+            let Some(tpl) = streams[a.stream]
+                .templates
+                .get(a.flow as usize * SESSION.len() + a.kind)
+            else {
                 continue;
             };
-            let Some(mut desc) = io.alloc(&tpl.bytes) else {
+            let Some(mut desc) = self.io.alloc(&tpl.bytes) else {
                 break;
             };
-            let len = tpl.bytes.len();
-            let mut fields = [0u8; 12];
-            fields[..4].copy_from_slice(&flow.to_be_bytes());
-            fields[4..].copy_from_slice(&(clock.elapsed().as_nanos() as u64).to_be_bytes());
             // The client's port: the TCP source of the client's frames, the
             // destination of the server's.
-            let at = tpl.csum_at - 16 + if SESSION[kind].0 { 2 } else { 0 };
-            io.modify(&mut desc, |frame| {
-                patch(frame, tpl.csum_at, len - TRAILER + 4, &fields, false);
-                patch(frame, tpl.csum_at, at, &port.to_be_bytes(), false);
-            });
-            tx[p][m[p]] = desc;
-            m[p] += 1;
-            local_sent[si].0 += 1;
-            local_sent[si].1 += len as u64 + 4;
+            let at = tpl.csum_at - 16 + if SESSION[a.kind].0 { 2 } else { 0 };
+            tpl.stamp(
+                &mut self.io,
+                &mut desc,
+                a.flow,
+                Some((at, a.client_port)),
+                self.clock,
+            );
+            self.burst.push(a.on, desc);
+            self.lanes[a.stream].sent(tpl.bytes.len());
         }
+        self.burst.flush(&mut self.io, &mut self.lanes);
+    }
+
+    /// Receives for 200 ms more, so that the last frames sent arrive.
+    fn drain(&mut self) {
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            self.receive_burst(false);
+            self.io.reap();
+        }
+    }
+
+    /// Stores this queue's counts where the main thread reads them.
+    fn publish(&self) {
+        for (c, l) in self.counts.iter().zip(&self.lanes) {
+            c.sessions.store(l.sessions, Ordering::Relaxed);
+            c.sent.store(l.sent, Ordering::Relaxed);
+            c.sent_bytes.store(l.sent_bytes, Ordering::Relaxed);
+            c.received.store(l.received, Ordering::Relaxed);
+            c.received_bytes.store(l.received_bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The frames a queue sends, interleaved by weight: (stream, template)
+/// slots in proportion to each stream's weight, taken in turn.
+struct Schedule {
+    slots: Vec<(usize, usize)>,
+    next: usize,
+}
+
+impl Schedule {
+    /// Queue `q`'s schedule: about a thousand slots, each stream's over the
+    /// flows of this queue.
+    fn new(streams: &[Stream], q: usize, queues: usize) -> Schedule {
+        let total_weight: f64 = streams.iter().map(|s| s.spec.weight).sum();
+        let mut slots = Vec::new();
+        for (si, s) in streams.iter().enumerate() {
+            let share = ((s.spec.weight / total_weight) * 1000.0).ceil().max(1.0) as usize;
+            let mine: Vec<usize> = (0..s.starts())
+                .filter(|f| f % queues == q)
+                .map(|f| f * s.step())
+                .collect();
+            let mine = if mine.is_empty() { vec![0] } else { mine };
+            for k in 0..share {
+                slots.push((si, mine[k % mine.len()]));
+            }
+        }
+        // Interleave the streams rather than sending them in blocks.
+        slots.sort_by_key(|(si, t)| (*t % 997, *si));
+        Schedule { slots, next: 0 }
+    }
+
+    /// The next slot: (stream, template).
+    fn next(&mut self) -> (usize, usize) {
+        let slot = self.slots[self.next % self.slots.len()];
+        self.next += 1;
+        slot
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+/// How many frames a queue may send now to keep to its rate.
+struct Pacer {
+    /// Frames per second; 0 = as fast as the rings take them, negative =
+    /// none (a receive-only queue).
+    pps: f64,
+    /// Frames handed to the TX rings so far (also those they refused).
+    handed: u64,
+}
+
+impl Pacer {
+    /// The frames due at `now_ns` on the run's clock, at most a batch.
+    fn budget(&self, now_ns: u64) -> usize {
+        if self.pps < 0.0 {
+            0
+        } else if self.pps > 0.0 {
+            ((now_ns as f64 / 1e9 * self.pps) as u64)
+                .saturating_sub(self.handed)
+                .min(BATCH as u64) as usize
+        } else {
+            BATCH
+        }
+    }
+}
+
+/// Frames filled for sending, up to a batch per port.
+struct Burst {
+    tx: [[FrameDesc; BATCH]; 2],
+    n: [usize; 2],
+}
+
+impl Burst {
+    fn push(&mut self, p: usize, desc: FrameDesc) {
+        self.tx[p][self.n[p]] = desc;
+        self.n[p] += 1;
+    }
+
+    fn full(&self, p: usize) -> bool {
+        self.n[p] == BATCH
+    }
+
+    /// Hands the frames to their ports' TX rings and takes those the rings
+    /// refused back out of their streams' sent counts; returns how many were
+    /// handed over.
+    fn flush(&mut self, io: &mut Io, lanes: &mut [Lane]) -> u64 {
+        let mut handed = 0;
         for p in 0..2 {
-            if m[p] > 0 {
-                let queued = io.transmit(p, &tx[p][..m[p]]);
-                if queued < m[p] {
-                    uncount(&mut local_sent, &tx[p][queued..m[p]], io);
+            let n = self.n[p];
+            if n > 0 {
+                let queued = io.transmit(p, &self.tx[p][..n]);
+                handed += n as u64;
+                if queued < n {
+                    uncount(lanes, &self.tx[p][queued..n], io);
                 }
             }
         }
-        rounds = rounds.wrapping_add(1);
-        if rounds.is_multiple_of(64) {
-            publish(counts, &local_sent, &local_recv, &sessions);
-        }
-        if budget == 0 {
-            std::hint::spin_loop();
+        self.n = [0; 2];
+        handed
+    }
+}
+
+/// A session frame to send in answer to one received.
+struct Answer {
+    stream: usize,
+    /// The session's flow, as the received frame's trailer gave it.
+    flow: u32,
+    /// The frame's kind, an index into [`SESSION`].
+    kind: usize,
+    client_port: u16,
+    /// The port it goes out on (the one the received frame came in on).
+    on: usize,
+}
+
+/// One queue's state for one stream: what it sent and received, the
+/// latencies, where it stands in the stream's flows, and its sessions.
+struct Lane {
+    sent: u64,
+    sent_bytes: u64,
+    received: u64,
+    received_bytes: u64,
+    hist: Histogram<u64>,
+    /// The flow last started, stepping by the number of sending queues.
+    cursor: usize,
+    /// `tcp-syn` and `tcp-session`: SYNs built so far, which tell the passes
+    /// over the flows.
+    syns: u64,
+    /// `tcp-session`: sessions completed, started and counted lost, and the
+    /// time of the last completion or loss (ns on the run's clock).
+    sessions: u64,
+    started: u64,
+    lost: u64,
+    progress: u64,
+}
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            sent: 0,
+            sent_bytes: 0,
+            received: 0,
+            received_bytes: 0,
+            hist: new_hist(),
+            cursor: 0,
+            syns: 0,
+            sessions: 0,
+            started: 0,
+            lost: 0,
+            progress: 0,
         }
     }
-    // Let the last frames arrive.
-    let until = Instant::now() + Duration::from_millis(200);
-    while Instant::now() < until {
-        let now = clock.elapsed().as_nanos() as u64;
-        for p in 0..2 {
-            io.refill(p, BATCH);
-            let got = io.receive(p, &mut rx);
-            for d in &rx[..got] {
-                let f = io.data(d);
-                if let Some((si, _, sent_at)) = trailer(f, streams.len()) {
-                    arrived(&mut hists[si], &mut local_recv[si], f.len(), now, sent_at);
-                }
+
+    /// `tcp-session`: whether a session may start at `now_ns`, as for a
+    /// client with `window` connections (one starts as one ends), counting
+    /// it started. When the window is full and nothing moved for
+    /// [`SESSION_TIMEOUT_NS`], the sessions in flight count as lost (one may
+    /// still complete later, hence the saturating count).
+    fn may_start_session(&mut self, window: u64, now_ns: u64) -> bool {
+        let in_flight = self.started.saturating_sub(self.sessions + self.lost);
+        if in_flight >= window.max(1) {
+            if now_ns.saturating_sub(self.progress) > SESSION_TIMEOUT_NS {
+                self.lost += in_flight;
+                self.progress = now_ns;
             }
-            io.release(&rx[..got]);
-            if got == 0 {
-                io.poke_rx(p);
-            }
+            return false;
         }
-        io.reap();
+        self.started += 1;
+        true
     }
-    publish(counts, &local_sent, &local_recv, &sessions);
-    hists
+
+    /// The template of the next frame to start: each stream walks all of
+    /// queue `q`'s flows (a session stream starts sessions: its SYNs).
+    /// `base` is the schedule's template, used when there is one flow.
+    fn next_template(&mut self, s: &Stream, base: usize, q: usize, queues: usize) -> usize {
+        let starts = s.starts();
+        if starts > 1 {
+            self.cursor = (self.cursor + queues) % starts;
+            (self.cursor / queues * queues + q).min(starts - 1) * s.step()
+        } else {
+            base
+        }
+    }
+
+    /// `tcp-syn` and `tcp-session`: the source port of the next SYN from
+    /// `tpl`, one further after each pass over the flows, so that every SYN
+    /// of a run is a new connection attempt.
+    fn syn_port(&mut self, s: &Stream, tpl: &Template) -> Option<u16> {
+        s.syn_ports.map(|(lo, hi)| {
+            let pass = self.syns / (s.templates.len() / s.step()) as u64;
+            self.syns += 1;
+            let span = u64::from(hi - lo) + 1;
+            lo + ((u64::from(tpl_port(&tpl.bytes, tpl.csum_at) - lo) + pass) % span) as u16
+        })
+    }
+
+    /// Counts a frame of `len` bytes (without the FCS) sent.
+    fn sent(&mut self, len: usize) {
+        self.sent += 1;
+        self.sent_bytes += len as u64 + 4;
+    }
+
+    /// Takes a frame of `len` bytes back out of the sent count.
+    fn unsent(&mut self, len: usize) {
+        self.sent = self.sent.saturating_sub(1);
+        self.sent_bytes = self.sent_bytes.saturating_sub(len as u64 + 4);
+    }
+
+    /// Counts a received frame of `len` bytes and its one-way latency.
+    fn arrived(&mut self, len: usize, now: u64, sent_at: u64) {
+        let _ = self.hist.record(now.saturating_sub(sent_at).max(1));
+        self.received += 1;
+        self.received_bytes += len as u64 + 4;
+    }
 }
 
 /// What a received session frame calls for: the frames to answer with
@@ -912,8 +1208,6 @@ fn tpl_port(bytes: &[u8], csum_at: usize) -> u16 {
     u16::from_be_bytes([bytes[csum_at - 16], bytes[csum_at - 15]])
 }
 
-/// Takes frames the TX ring refused back out of their streams' sent counts
-/// (their trailer names the stream).
 /// A frame's trailer, if it is one of ours: (stream, sequence or session
 /// flow, send time).
 fn trailer(f: &[u8], streams: usize) -> Option<(usize, u32, u64)> {
@@ -927,30 +1221,14 @@ fn trailer(f: &[u8], streams: usize) -> Option<(usize, u32, u64)> {
     (si < streams).then_some((si, tag, sent_at))
 }
 
-/// Counts a received frame of `len` bytes and its one-way latency.
-fn arrived(hist: &mut Histogram<u64>, recv: &mut (u64, u64), len: usize, now: u64, sent_at: u64) {
-    let _ = hist.record(now.saturating_sub(sent_at).max(1));
-    recv.0 += 1;
-    recv.1 += len as u64 + 4;
-}
-
-fn uncount(sent: &mut [(u64, u64)], refused: &[FrameDesc], io: &Io) {
+/// Takes frames the TX ring refused back out of their streams' sent counts
+/// (their trailer names the stream).
+fn uncount(lanes: &mut [Lane], refused: &[FrameDesc], io: &Io) {
     for d in refused {
         let f = io.data(d);
-        if let Some((si, _, _)) = trailer(f, sent.len()) {
-            sent[si].0 = sent[si].0.saturating_sub(1);
-            sent[si].1 = sent[si].1.saturating_sub(f.len() as u64 + 4);
+        if let Some((si, _, _)) = trailer(f, lanes.len()) {
+            lanes[si].unsent(f.len());
         }
-    }
-}
-
-fn publish(counts: &[Counts], sent: &[(u64, u64)], recv: &[(u64, u64)], sessions: &[u64]) {
-    for (((c, s), r), n) in counts.iter().zip(sent).zip(recv).zip(sessions) {
-        c.sessions.store(*n, Ordering::Relaxed);
-        c.sent.store(s.0, Ordering::Relaxed);
-        c.sent_bytes.store(s.1, Ordering::Relaxed);
-        c.received.store(r.0, Ordering::Relaxed);
-        c.received_bytes.store(r.1, Ordering::Relaxed);
     }
 }
 
