@@ -1,5 +1,5 @@
-//! Compiles the model into the dataplane's [`Snapshot`]: the one door from the
-//! control side into the dataplane.
+//! Compiles the model into the dataplane's [`Snapshot`]. It only builds
+//! snapshots; publishing one to the workers is [`crate::apply::Control`]'s.
 //!
 //! - Every VPC gets an index and its VLAN an entry in the VLAN table.
 //! - Every interface becomes an endpoint owning its addresses.
