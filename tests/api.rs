@@ -14,7 +14,7 @@ use rampart_control::api::types::{
     Created, Enforced, ErrorBody, Explained, GroupCreated, GroupList, GroupView, Health, InterfaceList,
     InterfaceView, ModelView, PrefixListList, PrefixListView, Replaced, RuleIds, Version, VpcList, VpcView,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use support::api::Client;
 use support::daemon::Daemon;
 use support::netns::{connect, serve_tcp, Topology};
@@ -201,12 +201,11 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
     let dir = scratch.path();
     let d = Daemon::start(&t.fw, dir, CONFIG);
     let api = Client::new(&t.fw, dir);
-    let (status, added) = api.send(
+    let added: Enforced<RuleIds> = api.change(
         "POST",
         RULES,
-        &json!({ "direction": "ingress", "protocol": "tcp", "ports": "8080" }),
+        Some(&json!({ "direction": "ingress", "protocol": "tcp", "ports": "8080" })),
     );
-    assert_eq!(status, 200, "{added}");
     drop(d); // SIGKILL
 
     let mut d = Daemon::start(&t.fw, dir, CONFIG);
@@ -217,15 +216,8 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
         d.stdout()
     );
     assert!(reaches(&t, 8080), "the acknowledged rule is back after the crash");
-    let (_, g) = api.get("/v1/vpcs/t/security-groups/web");
-    assert!(
-        g["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["id"] == added["ids"][0]),
-        "{g}"
-    );
+    let g: GroupView = api.read("/v1/vpcs/t/security-groups/web");
+    assert!(g.rules.iter().any(|r| r.id == added.answer.ids[0]), "{g:?}");
 
     // SIGHUP: the file lacks the API's change, so the reload is refused.
     d.reload(CONFIG);
@@ -236,11 +228,11 @@ fn an_acknowledged_change_survives_sigkill_and_a_reload_does_not_drop_it() {
         d.stderr()
     );
     assert!(reaches(&t, 8080));
-    let (status, refused) = api.send("POST", "/v1/reload", &json!({}));
+    let (status, refused) = api.refused("POST", "/v1/reload", Some(&json!({})));
     assert_eq!(
-        (status, refused["code"].as_str()),
-        (409, Some("model_changed")),
-        "{refused}"
+        (status, refused.code.as_str()),
+        (409, "model_changed"),
+        "{refused:?}"
     );
     // Forced, it applies the file.
     let (status, forced) = api.send("POST", "/v1/reload", &json!({ "force": true }));
@@ -257,14 +249,9 @@ fn metrics_pass_promtool_and_prometheus_sees_the_traffic() {
     let dir = scratch.path();
     let mut d = Daemon::start(&t.fw, dir, CONFIG);
     let api = Client::new(&t.fw, dir);
-    let (_, web) = api.get("/v1/vpcs/t/security-groups/web");
-    let port80 = web["rules"][0]["id"].as_str().expect("rule id").to_owned();
-    assert!(
-        web["rules"][0]["text"]
-            .as_str()
-            .is_some_and(|r| r.contains("port 80")),
-        "{web}"
-    );
+    let web: GroupView = api.read("/v1/vpcs/t/security-groups/web");
+    let port80 = web.rules[0].id.clone();
+    assert!(web.rules[0].text.contains("port 80"), "{web:?}");
 
     // Known traffic: five connections to 80 (allowed by that rule), three
     // SYNs to 8080 (denied; the 700 ms wait is shorter than a SYN retry).
@@ -426,8 +413,8 @@ fn ctl_drives_the_live_model_with_tables_and_json() {
 
     let (code, out, _) = ctl(&t.fw, dir, &["--json", "vpcs"]);
     assert_eq!(code, 0);
-    let v: Value = serde_json::from_str(out.trim()).expect("--json prints JSON");
-    assert_eq!(v["vpcs"][0]["name"], "t");
+    let v: VpcList = serde_json::from_str(out.trim()).expect("--json prints the API's answer");
+    assert_eq!(v.vpcs[0].name, "t");
 
     let (code, out, _) = ctl(
         &t.fw,
@@ -572,12 +559,8 @@ fn web_rules(api: &Client) -> Option<std::collections::BTreeSet<String>> {
         .try_raw("GET", "/v1/vpcs/t/security-groups/web", Some(&api.token), None)
         .ok()?;
     (status == 200).then(|| {
-        g["rules"]
-            .as_array()
-            .expect("rules")
-            .iter()
-            .map(|r| r["id"].as_str().expect("id").to_owned())
-            .collect()
+        let g: GroupView = serde_json::from_value(g).expect("a group");
+        g.rules.into_iter().map(|r| r.id).collect()
     })
 }
 
@@ -652,7 +635,8 @@ fn acknowledged_changes_survive_random_sigkills() {
             Ok((200, v)) => {
                 acknowledged += 1;
                 if op_add {
-                    expected.insert(v["ids"][0].as_str().expect("id").to_owned());
+                    let added: Enforced<RuleIds> = serde_json::from_value(v).expect("added rules");
+                    expected.insert(added.answer.ids[0].clone());
                 } else {
                     expected.remove(v["deleted"].as_str().expect("victim"));
                 }
@@ -747,11 +731,9 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
         while started.elapsed().as_secs_f64() < seconds {
             i += 1;
             let body = json!({ "direction": "ingress", "protocol": "udp", "ports": base + i % 1000 });
-            let (status, added) = api.send("POST", RULES, &body);
-            assert_eq!(status, 200, "{added}");
-            let id = added["ids"][0].as_str().expect("id").to_owned();
-            let (status, deleted) = api.delete(&format!("{RULES}/{id}"));
-            assert_eq!(status, 200, "{deleted}");
+            let added: Enforced<RuleIds> = api.change("POST", RULES, Some(&body));
+            let id = &added.answer.ids[0];
+            api.changed("DELETE", &format!("{RULES}/{id}"), None);
             changes += 2;
         }
         changes
@@ -781,8 +763,7 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
         "RSS grew from {before} to {after} kB over {changes} changes"
     );
     // The rule count is back where it was, and the daemon stops cleanly.
-    let (_, g) = api.get("/v1/vpcs/t/security-groups/web");
-    assert_eq!(g["rules"].as_array().map(Vec::len), Some(3), "{g}");
+    assert_eq!(rule_count(&api), 3);
     assert!(d.stop(Signal::SIGTERM).success(), "{}", d.stderr());
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use rampart_control::api::types::{Enforced, RuleIds};
 use serde_json::{json, Value};
 use support::api::Client;
 use support::daemon::Daemon;
@@ -228,14 +229,12 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
     let started = Instant::now();
     let rules = "/v1/vpcs/t/security-groups/web/rules";
     while started.elapsed() < Duration::from_secs(13) {
-        let (status, added) = api.send(
+        let added: Enforced<RuleIds> = api.change(
             "POST",
             rules,
-            &json!({ "direction": "ingress", "protocol": "udp", "ports": 5353 }),
+            Some(&json!({ "direction": "ingress", "protocol": "udp", "ports": 5353 })),
         );
-        assert_eq!(status, 200, "{added}");
-        let id = added["ids"][0].as_str().expect("id").to_owned();
-        assert_eq!(api.delete(&format!("{rules}/{id}")).0, 200);
+        api.changed("DELETE", &format!("{rules}/{}", added.answer.ids[0]), None);
         std::thread::sleep(Duration::from_millis(200));
     }
     let out = generator.wait_with_output().expect("rampart-gen ran");
