@@ -23,7 +23,7 @@ use crate::netns::{spawn_in, veth, Namespaces};
 use crate::update;
 
 /// How to measure: the model of the update benchmark, changed through the API.
-pub use crate::update::Plan;
+pub use crate::update::{Plan, SetMix};
 
 /// One result; the JSON line has exactly these fields.
 #[derive(Clone, Debug, Serialize)]
@@ -32,6 +32,7 @@ pub struct Report {
     pub groups: usize,
     pub rules: usize,
     pub interfaces: usize,
+    pub set_mix: SetMix,
     pub changes: usize,
     /// `PUT /v1/model` of the whole model, milliseconds.
     pub load_ms: f64,
@@ -202,6 +203,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
             groups: plan.groups,
             rules: plan.groups * plan.rules_per_group,
             interfaces: plan.interfaces,
+            set_mix: plan.set_mix,
             changes: times.len(),
             load_ms,
             p50_ms: percentile(&times, 0.5),
@@ -218,13 +220,22 @@ pub fn render(reports: &[Report]) -> String {
         "one-rule changes through the REST API of a running rampart, answered when every worker enforces them\n",
     );
     s.push_str(&format!(
-        "{:<9} {:>7} {:>7} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}\n",
-        "idle", "groups", "rules", "interfaces", "changes", "load ms", "p50 ms", "p99 ms", "max ms"
+        "{:<9} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10} {:>8} {:>8} {:>8}\n",
+        "idle", "groups", "rules", "interfaces", "sets", "changes", "load ms", "p50 ms", "p99 ms", "max ms"
     ));
     for r in reports {
         s.push_str(&format!(
-            "{:<9} {:>7} {:>7} {:>10} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2}\n",
-            r.idle, r.groups, r.rules, r.interfaces, r.changes, r.load_ms, r.p50_ms, r.p99_ms, r.max_ms
+            "{:<9} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2}\n",
+            r.idle,
+            r.groups,
+            r.rules,
+            r.interfaces,
+            format!("{:?}", r.set_mix).to_lowercase(),
+            r.changes,
+            r.load_ms,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms
         ));
     }
     s

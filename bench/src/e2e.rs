@@ -84,6 +84,7 @@ pub fn config(plan: Plan) -> Result<String> {
         rules_per_group: plan.rules_per_group,
         interfaces: plan.interfaces,
         changes: 0,
+        set_mix: update::SetMix::Random,
     });
     doc["quotas"]["groups_per_vpc"] = serde_json::json!(plan.groups + 2);
     let groups = doc["security_group"]

@@ -1,11 +1,15 @@
-//! How fast a rule change is live: one rule added to a group of a model of
-//! `groups` x `rules_per_group` rules, then the model recompiled into the next
-//! snapshot, which is what the control thread publishes. A full compilation
-//! from nothing is measured in the same run as the baseline.
+//! How fast a rule change is live: one rule added to, replaced in or deleted
+//! from a group of a model of `groups` x `rules_per_group` rules (the three in
+//! turn), then the model recompiled into the next snapshot, which is what the
+//! control thread publishes. A full compilation from nothing is measured in
+//! the same run as the baseline.
 //!
 //! The model: one VPC; rules are TCP ingress rules on distinct ports, every
 //! tenth referencing another group (so membership sets are in play); each
-//! interface is bound to three groups, which gives a few hundred distinct sets.
+//! interface is bound to up to three groups. With [`SetMix::Random`] every
+//! interface picks its own three, so nearly every interface has a set of its
+//! own; with [`SetMix::Shared`] the interfaces share [`SHARED_SETS`] sets, as
+//! in a cloud where most instances of a tier carry the same groups.
 
 use std::time::Instant;
 
@@ -14,6 +18,21 @@ use rampart_control::model::{GroupSpec, InterfaceSpec, Model, Quotas, RuleSpec, 
 use rampart_control::settings::Settings;
 use serde::Serialize;
 
+use crate::classify::percentile;
+
+/// How the interfaces' group sets are distributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SetMix {
+    /// Every interface its own mix of groups.
+    Random,
+    /// The interfaces share [`SHARED_SETS`] mixes.
+    Shared,
+}
+
+/// How many group sets the interfaces share with [`SetMix::Shared`].
+pub const SHARED_SETS: usize = 300;
+
 /// The size of the model and of the measurement.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
@@ -21,6 +40,7 @@ pub struct Plan {
     pub rules_per_group: usize,
     pub interfaces: usize,
     pub changes: usize,
+    pub set_mix: SetMix,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -28,11 +48,16 @@ pub struct Report {
     pub groups: usize,
     pub rules: usize,
     pub interfaces: usize,
+    pub set_mix: SetMix,
     pub group_sets: usize,
     pub full_compile_ms: f64,
     pub update_median_ms: f64,
+    pub update_p99_ms: f64,
     pub update_max_ms: f64,
     pub rebuilt_per_update: usize,
+    /// The process's resident memory with the model and its compiled
+    /// snapshot, MB.
+    pub rss_mb: f64,
 }
 
 fn rule(g: usize, r: usize, groups: usize) -> RuleSpec {
@@ -86,12 +111,17 @@ pub fn model(plan: Plan) -> Model {
     m
 }
 
-/// Interface `i`: one address, bound to up to three groups.
+/// Interface `i`: one address, bound to up to three groups (its own mix,
+/// or one of the shared ones).
 fn interface(i: usize, plan: Plan) -> InterfaceSpec {
+    let k = match plan.set_mix {
+        SetMix::Random => i,
+        SetMix::Shared => i % SHARED_SETS,
+    };
     let picks = [
-        i % plan.groups,
-        (i / plan.groups * 7 + i * 3 + 1) % plan.groups,
-        (i * 11 + 5) % plan.groups,
+        k % plan.groups,
+        (k / plan.groups * 7 + k * 3 + 1) % plan.groups,
+        (k * 11 + 5) % plan.groups,
     ];
     let mut groups: Vec<String> = picks.iter().map(|g| format!("g{g}")).collect();
     groups.sort();
@@ -133,6 +163,41 @@ pub fn document(plan: Plan) -> serde_json::Value {
     })
 }
 
+/// The process's resident memory, MB (0 where /proc does not say).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Change `c`: add a rule to a group (c % 3 == 0), replace the rule added
+/// last (1), delete it (2).
+fn change(m: &mut Model, c: usize, plan: Plan, added: &mut Option<(String, String)>) {
+    let rule = |port: usize| RuleSpec {
+        direction: "ingress".into(),
+        protocol: Scalar::from("udp"),
+        ports: Some(Scalar::Int(i64::try_from(20000 + port).unwrap_or(1))),
+        ..RuleSpec::default()
+    };
+    match (c % 3, added.take()) {
+        (1, Some((group, id))) => {
+            m.update_rule("prod", &group, &id, &rule(c)).expect("replace");
+            *added = Some((group, id));
+        }
+        (2, Some((group, id))) => m.delete_rule("prod", &group, &id).expect("delete"),
+        _ => {
+            let group = format!("g{}", (c * 37) % plan.groups);
+            let ids = m.add_rules("prod", &group, &[rule(c)]).expect("add");
+            *added = Some((group, ids[0].to_string()));
+        }
+    }
+}
+
 pub fn run(plan: Plan) -> Report {
     let mut m = model(plan);
     let settings = Settings::default();
@@ -141,19 +206,15 @@ pub fn run(plan: Plan) -> Report {
     let full_compile_ms = start.elapsed().as_secs_f64() * 1e3;
 
     let mut compiler = Compiler::new();
-    compiler.compile(&m, &settings);
+    let first = compiler.compile(&m, &settings);
+    let rss_mb = rss_mb();
+    drop(first);
     let mut times = Vec::new();
     let mut rebuilt = 0;
+    let mut added = None;
     for c in 0..plan.changes.max(1) {
-        let group = format!("g{}", (c * 37) % plan.groups);
-        let extra = RuleSpec {
-            direction: "ingress".into(),
-            protocol: Scalar::from("udp"),
-            ports: Some(Scalar::Int(i64::try_from(20000 + c).unwrap_or(1))),
-            ..RuleSpec::default()
-        };
         let start = Instant::now();
-        m.add_rules("prod", &group, &[extra]).expect("rule");
+        change(&mut m, c, plan, &mut added);
         let (snapshot, stats) = compiler.compile(&m, &settings);
         times.push(start.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box(snapshot);
@@ -164,10 +225,13 @@ pub fn run(plan: Plan) -> Report {
         groups: plan.groups,
         rules: m.rule_count(),
         interfaces: plan.interfaces,
+        set_mix: plan.set_mix,
         group_sets: full.group_sets,
         full_compile_ms,
-        update_median_ms: times[times.len() / 2],
+        update_median_ms: percentile(&times, 0.5),
+        update_p99_ms: percentile(&times, 0.99),
         update_max_ms: times[times.len() - 1],
         rebuilt_per_update: rebuilt,
+        rss_mb,
     }
 }

@@ -152,20 +152,56 @@ fn update_json_reports_the_latency_beside_a_full_compile() {
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("valid JSON");
     assert_eq!(r["groups"], 10);
     assert_eq!(
-        r["rules"], 107,
-        "10 x 10 rules, 3 added, and the default group's 4"
+        r["rules"], 104,
+        "10 x 10 rules, one added, replaced and deleted again, and the default group's 4"
     );
-    let (median, max) = (
+    assert_eq!(r["set_mix"], "random");
+    let (median, p99, max) = (
         r["update_median_ms"].as_f64().unwrap(),
+        r["update_p99_ms"].as_f64().unwrap(),
         r["update_max_ms"].as_f64().unwrap(),
     );
-    assert!(median > 0.0 && median <= max, "{r}");
+    assert!(median > 0.0 && median <= p99 && p99 <= max, "{r}");
     assert!(r["full_compile_ms"].as_f64().unwrap() > 0.0);
+    assert!(r["rss_mb"].as_f64().unwrap() > 1.0, "{r}");
     let rebuilt = r["rebuilt_per_update"].as_u64().unwrap();
     assert!(
         rebuilt >= 1 && rebuilt < r["group_sets"].as_u64().unwrap(),
         "only the changed group's sets: {r}"
     );
+}
+
+/// With shared sets, many interfaces share few sets: at most 300 whatever
+/// the interface count.
+#[test]
+fn update_with_shared_sets_compiles_at_most_the_shared_sets() {
+    let run = |mix: &str| -> serde_json::Value {
+        let args = [
+            "update",
+            "--groups",
+            "50",
+            "--rules",
+            "5",
+            "--interfaces",
+            "2000",
+            "--changes",
+            "3",
+            "--set-mix",
+            mix,
+            "--json",
+        ];
+        let (code, stdout, stderr) = bench(&args);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(stdout.trim()).expect("valid JSON")
+    };
+    let (random, shared) = (run("random"), run("shared"));
+    assert_eq!(shared["set_mix"], "shared");
+    let sets = |r: &serde_json::Value| r["group_sets"].as_u64().unwrap();
+    assert!(sets(&shared) <= 300, "{shared}");
+    assert!(sets(&random) > sets(&shared), "{random} {shared}");
+    let (code, _, stderr) = bench(&["update", "--set-mix", "tribal"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--set-mix"), "{stderr}");
 }
 
 #[test]

@@ -144,6 +144,10 @@ struct ApiArgs {
     /// Changes to time (half additions, half deletions). Default 200.
     #[arg(long, default_value_t = 200)]
     changes: usize,
+    /// How the interfaces' group sets are distributed: random (every
+    /// interface its own mix) or shared (300 mixes shared by all).
+    #[arg(long, value_enum, default_value_t = update::SetMix::Random)]
+    set_mix: update::SetMix,
     /// Print one JSON object per result instead of the table.
     #[arg(long)]
     json: bool,
@@ -190,9 +194,14 @@ struct UpdateArgs {
     /// Interfaces, each bound to up to three groups. Default 1000.
     #[arg(long, default_value_t = 1000)]
     interfaces: usize,
-    /// Changes to time; the median and the maximum are reported. Default 21.
+    /// Changes to time (an addition, a replacement and a deletion in turn);
+    /// the median, the 99th percentile and the maximum are reported. Default 21.
     #[arg(long, default_value_t = 21)]
     changes: usize,
+    /// How the interfaces' group sets are distributed: random (every
+    /// interface its own mix) or shared (300 mixes shared by all).
+    #[arg(long, value_enum, default_value_t = update::SetMix::Random)]
+    set_mix: update::SetMix,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -417,6 +426,7 @@ fn run_api(args: ApiArgs) -> Result<()> {
         rules_per_group: args.rules,
         interfaces: args.interfaces,
         changes: args.changes,
+        set_mix: args.set_mix,
     })?;
     emit(args.json, &reports, || api::render(&reports))
 }
@@ -444,6 +454,7 @@ fn run_update(args: UpdateArgs) -> Result<()> {
         rules,
         interfaces,
         changes,
+        set_mix,
         json,
     } = args;
     if groups < 2 || rules == 0 || interfaces == 0 || changes == 0 {
@@ -454,31 +465,38 @@ fn run_update(args: UpdateArgs) -> Result<()> {
         rules_per_group: rules,
         interfaces,
         changes,
+        set_mix,
     });
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{:>7} {:>7} {:>10} {:>10} {:>15} {:>16} {:>13} {:>8}",
+            "{:>7} {:>7} {:>10} {:>7} {:>10} {:>15} {:>16} {:>13} {:>13} {:>8} {:>8}",
             "groups",
             "rules",
             "interfaces",
+            "sets",
             "group sets",
             "full compile",
             "update median",
+            "update p99",
             "update max",
-            "rebuilt"
+            "rebuilt",
+            "RSS MB"
         );
         println!(
-            "{:>7} {:>7} {:>10} {:>10} {:>12.2} ms {:>13.2} ms {:>10.2} ms {:>8}",
+            "{:>7} {:>7} {:>10} {:>7} {:>10} {:>12.2} ms {:>13.2} ms {:>10.2} ms {:>10.2} ms {:>8} {:>8.0}",
             r.groups,
             r.rules,
             r.interfaces,
+            format!("{:?}", r.set_mix).to_lowercase(),
             r.group_sets,
             r.full_compile_ms,
             r.update_median_ms,
+            r.update_p99_ms,
             r.update_max_ms,
-            r.rebuilt_per_update
+            r.rebuilt_per_update,
+            r.rss_mb
         );
     }
     Ok(())
