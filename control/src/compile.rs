@@ -3,19 +3,22 @@
 //!
 //! - Every VPC gets an index and its VLAN an entry in the VLAN table.
 //! - Every interface becomes an endpoint owning its addresses.
-//! - Every distinct set of bound groups becomes one [`GroupSet`] with an ingress
-//!   and an egress [`Policy`], shared through `Arc` by every interface bound to
+//! - Every group becomes one [`GroupPolicy`] (an ingress and an egress
+//!   [`Policy`]); every distinct set of bound groups one [`GroupSet`] referring
+//!   to its groups' policies, shared through `Arc` by every interface bound to
 //!   exactly that set (order does not matter: verdicts never depend on it).
 //! - A rule referencing a group or a prefix list gets the group's members' (or
 //!   the list's) addresses as one shared [`AddrSet`] per family, built once per
 //!   compilation and referenced by every rule that uses it.
 //!
-//! Reuse: the [`Compiler`] remembers every group set it compiled, under a
-//! fingerprint of everything the policies depend on (the groups' rules and
-//! flags, and the contents of every address set their rules reference). A new
-//! model recompiles only the group sets whose fingerprint changed; the others
-//! are taken over as they are. A change to one group therefore rebuilds only the
-//! policies containing it (or referencing it, when its membership changed).
+//! Reuse: the [`Compiler`] remembers every group it compiled, under a
+//! fingerprint of everything its policy depends on (its rules and flags, and
+//! the contents of every address set its rules reference). A new model
+//! recompiles only the groups whose fingerprint changed; the others are taken
+//! over as they are, and so is every group set whose groups all were. A change
+//! to one group therefore rebuilds that group's classifiers (and those of the
+//! groups referencing it, when its membership changed), however many sets
+//! contain it.
 //!
 //! How a model rule becomes classifier rules: a rule without a family yields one
 //! IPv4 and one IPv6 rule, a rule with one yields one. The classifier key is the
@@ -26,14 +29,14 @@
 //! them in the key.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use rampart_dataplane::classify::{self, AddrMatch, AddrSet, Engine, Prefix};
-use rampart_dataplane::snapshot::{self, Builder, Endpoint, GroupSet, Policy, Snapshot};
+use rampart_dataplane::snapshot::{self, Builder, Endpoint, GroupPolicy, GroupSet, Policy, Snapshot};
 
 use crate::model::{
     Direction, Family, GroupId, IntraGroup, Model, PrefixListId, Protocol, Remote, Rule, SecurityGroup,
@@ -43,9 +46,9 @@ use crate::settings::{NonIp, OnRuleChange, Settings, Unprotected};
 /// What a compilation did, for logs and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Distinct group sets (each one ingress and one egress policy).
+    /// Distinct sets of bound groups.
     pub group_sets: usize,
-    /// Group sets compiled anew; the rest were reused.
+    /// Groups whose classifiers were compiled anew; the rest were reused.
     pub rebuilt: usize,
 }
 
@@ -54,8 +57,10 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub struct Compiler {
     generation: u64,
-    /// Group set (ascending ids) -> fingerprint and compiled result.
-    cache: HashMap<Vec<GroupId>, (u64, Arc<GroupSet>)>,
+    /// Group -> fingerprint and compiled policy.
+    groups: HashMap<GroupId, (u64, Arc<GroupPolicy>)>,
+    /// Group set (ascending ids) -> the set as last compiled.
+    sets: HashMap<Vec<GroupId>, Arc<GroupSet>>,
 }
 
 /// The address sets of one family, built on first use in a compilation.
@@ -221,9 +226,19 @@ impl Compiler {
 
         let mut sets = Sets::new(model);
         let mut stats = Stats::default();
-        let mut cache = HashMap::new();
-        let mut by_set: BTreeMap<Vec<GroupId>, Arc<GroupSet>> = BTreeMap::new();
-        let mut memo = HashMap::new();
+        let mut groups = HashMap::new();
+        for g in model.groups() {
+            let fp = group_fingerprint(model, g, &sets);
+            let policy = match self.groups.get(&g.id) {
+                Some((old, p)) if *old == fp => Arc::clone(p),
+                _ => {
+                    stats.rebuilt += 1;
+                    Arc::new(compile_group(model, g, &mut sets))
+                }
+            };
+            groups.insert(g.id, (fp, policy));
+        }
+        let mut by_set: HashMap<Vec<GroupId>, Arc<GroupSet>> = HashMap::new();
         for iface in model.interfaces() {
             let groups = if iface.groups.is_empty() {
                 None
@@ -233,15 +248,17 @@ impl Compiler {
                 let compiled = match by_set.get(&key) {
                     Some(c) => Arc::clone(c),
                     None => {
-                        let fp = fingerprint(model, &key, &sets, &mut memo);
-                        let compiled = match self.cache.get(&key) {
-                            Some((old, c)) if *old == fp => Arc::clone(c),
-                            _ => {
-                                stats.rebuilt += 1;
-                                Arc::new(compile_set(model, &key, &mut sets))
+                        let policies: Vec<Arc<GroupPolicy>> =
+                            key.iter().map(|g| Arc::clone(&groups[g].1)).collect();
+                        let compiled = match self.sets.get(&key) {
+                            Some(old)
+                                if old.policies.len() == policies.len()
+                                    && old.policies.iter().zip(&policies).all(|(a, b)| Arc::ptr_eq(a, b)) =>
+                            {
+                                Arc::clone(old)
                             }
+                            _ => Arc::new(GroupSet::new(policies)),
                         };
-                        cache.insert(key.clone(), (fp, Arc::clone(&compiled)));
                         by_set.insert(key, Arc::clone(&compiled));
                         compiled
                     }
@@ -258,7 +275,8 @@ impl Compiler {
             );
         }
         stats.group_sets = by_set.len();
-        self.cache = cache;
+        self.groups = groups;
+        self.sets = by_set;
         (builder.finish(), stats)
     }
 }
@@ -279,53 +297,26 @@ fn group_fingerprint(model: &Model, g: &SecurityGroup, sets: &Sets) -> u64 {
     h.finish()
 }
 
-/// A hash of everything the policies of `groups` depend on, from the groups'
-/// fingerprints (each computed once per compilation).
-fn fingerprint(model: &Model, groups: &[GroupId], sets: &Sets, memo: &mut HashMap<GroupId, u64>) -> u64 {
-    let mut h = DefaultHasher::new();
-    for id in groups {
-        let fp = *memo
-            .entry(*id)
-            .or_insert_with(|| model.group(*id).map_or(0, |g| group_fingerprint(model, g, sets)));
-        (id, fp).hash(&mut h);
-    }
-    h.finish()
-}
-
-fn compile_set(model: &Model, groups: &[GroupId], sets: &mut Sets) -> GroupSet {
-    let members: Vec<&SecurityGroup> = groups.iter().filter_map(|g| model.group(*g)).collect();
+fn compile_group(model: &Model, group: &SecurityGroup, sets: &mut Sets) -> GroupPolicy {
     let mut policy = |direction: Direction| {
-        let rules = || {
-            members
-                .iter()
-                .flat_map(|g| &g.rules)
-                .filter(|r| r.direction == direction)
-        };
+        let rules = || group.rules.iter().filter(|r| r.direction == direction);
         let v4: Vec<_> = rules()
             .filter_map(|r| classifier_rule::<u32>(model, r, sets))
             .collect();
         let v6: Vec<_> = rules()
             .filter_map(|r| classifier_rule::<u128>(model, r, sets))
             .collect();
-        Arc::new(Policy {
+        Policy {
             v4: Engine::build(&v4),
             v6: Engine::build(&v6),
-        })
+        }
     };
-    let ingress = policy(Direction::Ingress);
-    let egress = policy(Direction::Egress);
-    let mut accepting: Vec<u32> = members
-        .iter()
-        .filter(|g| g.intra_group == IntraGroup::Accept)
-        .map(|g| g.id.0)
-        .collect();
-    accepting.sort_unstable();
-    GroupSet {
-        groups: groups.iter().map(|g| g.0).collect(),
-        accepting,
-        stateful: members.iter().all(|g| g.stateful),
-        ingress,
-        egress,
+    GroupPolicy {
+        id: group.id.0,
+        accepting: group.intra_group == IntraGroup::Accept,
+        stateful: group.stateful,
+        ingress: policy(Direction::Ingress),
+        egress: policy(Direction::Egress),
     }
 }
 

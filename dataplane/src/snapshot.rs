@@ -5,14 +5,20 @@
 //! once per batch) and never see the model. It holds:
 //! - the VPC table (outer VLAN ID to VPC);
 //! - the endpoint table: protected address (per VPC, v4 and v6) to [`Endpoint`];
-//! - one [`Policy`] per distinct (set of bound groups, direction), shared by every
-//!   interface with that set through `Arc`, each a classifier per address family;
+//! - one [`GroupPolicy`] per security group (an ingress and an egress
+//!   [`Policy`], each a classifier per address family), and one [`GroupSet`]
+//!   per distinct set of bound groups, shared by every interface with that set
+//!   through `Arc`, which refers to its groups' policies;
 //! - the settings the dataplane needs, and a generation number.
 //!
 //! [`Snapshot::decide`] is spec section 3 over these tables: the destination's
 //! ingress policy with the source as remote, the source's egress policy with the
-//! destination as remote, intra-group acceptance first, the deciding rule of the
-//! classifier otherwise, unprotected traffic by the setting.
+//! destination as remote, intra-group acceptance first, the deciding rule
+//! otherwise, unprotected traffic by the setting. The deciding rule of a set is
+//! the best (priority, deny before allow, rule id) of its groups' deciding
+//! rules, which is exactly what one classifier over the union of their rules
+//! would answer; so a change to one group rebuilds that group's classifiers
+//! only, however many sets contain it.
 //!
 //! A snapshot is never changed after it is built: a new model gives a new
 //! snapshot, which reuses the unchanged policies of the old one.
@@ -21,7 +27,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::classify::{Classifier, Engine, Key, Match, RuleAction};
+use crate::classify::{Addr, Classifier, Engine, Key, Match, RuleAction};
 
 /// The two directions a policy can face.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,25 +36,71 @@ pub enum Direction {
     Egress,
 }
 
-/// The compiled rules of one set of groups in one direction.
+/// The compiled rules of one group in one direction.
 #[derive(Debug)]
 pub struct Policy {
     pub v4: Engine<u32>,
     pub v6: Engine<u128>,
 }
 
-/// What one set of bound groups compiles to; shared by every interface bound to
-/// exactly that set.
+/// What one security group compiles to.
+#[derive(Debug)]
+pub struct GroupPolicy {
+    pub id: u32,
+    /// `intra_group = accept`.
+    pub accepting: bool,
+    pub stateful: bool,
+    pub ingress: Policy,
+    pub egress: Policy,
+}
+
+/// One set of bound groups; shared by every interface bound to exactly that
+/// set.
 #[derive(Debug)]
 pub struct GroupSet {
     /// Group ids, ascending.
     pub groups: Vec<u32>,
+    /// The policies of `groups`, in the same order.
+    pub policies: Box<[Arc<GroupPolicy>]>,
     /// The groups of the set with `intra_group = accept`, ascending.
     pub accepting: Vec<u32>,
     /// Every group of the set is stateful.
     pub stateful: bool,
-    pub ingress: Arc<Policy>,
-    pub egress: Arc<Policy>,
+}
+
+impl GroupSet {
+    /// The set of `policies` (ascending by id, no repeats).
+    pub fn new(policies: Vec<Arc<GroupPolicy>>) -> Self {
+        debug_assert!(policies.windows(2).all(|w| w[0].id < w[1].id));
+        GroupSet {
+            groups: policies.iter().map(|p| p.id).collect(),
+            accepting: policies.iter().filter(|p| p.accepting).map(|p| p.id).collect(),
+            stateful: policies.iter().all(|p| p.stateful),
+            policies: policies.into_boxed_slice(),
+        }
+    }
+
+    /// The deciding rule over the set's groups for `key` in `direction`.
+    fn lookup<A: Addr>(
+        &self,
+        direction: Direction,
+        key: &Key<A>,
+        pick: impl Fn(&Policy) -> &Engine<A>,
+    ) -> Option<Match> {
+        let mut best: Option<Match> = None;
+        for group in self.policies.iter() {
+            let policy = match direction {
+                Direction::Ingress => &group.ingress,
+                Direction::Egress => &group.egress,
+            };
+            if let Some(m) = pick(policy).lookup(key) {
+                if best.is_none_or(|b| m.rank() < b.rank()) {
+                    best = Some(m);
+                }
+            }
+        }
+        best
+    }
 }
 
 /// A protected interface as the dataplane sees it.
@@ -263,25 +315,29 @@ fn check(ep: &Endpoint, peer: Option<&Endpoint>, direction: Direction, pkt: &Pac
             return Check::IntraGroup(g);
         }
     }
-    let policy = match direction {
-        Direction::Ingress => &set.ingress,
-        Direction::Egress => &set.egress,
-    };
     let found = match (pkt.src, pkt.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => policy.v4.lookup(&Key {
-            src: u32::from(s),
-            dst: u32::from(d),
-            proto: pkt.proto,
-            src_port: pkt.src_port,
-            dst_port: pkt.dst_port,
-        }),
-        (IpAddr::V6(s), IpAddr::V6(d)) => policy.v6.lookup(&Key {
-            src: u128::from(s),
-            dst: u128::from(d),
-            proto: pkt.proto,
-            src_port: pkt.src_port,
-            dst_port: pkt.dst_port,
-        }),
+        (IpAddr::V4(s), IpAddr::V4(d)) => set.lookup(
+            direction,
+            &Key {
+                src: u32::from(s),
+                dst: u32::from(d),
+                proto: pkt.proto,
+                src_port: pkt.src_port,
+                dst_port: pkt.dst_port,
+            },
+            |p| &p.v4,
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => set.lookup(
+            direction,
+            &Key {
+                src: u128::from(s),
+                dst: u128::from(d),
+                proto: pkt.proto,
+                src_port: pkt.src_port,
+                dst_port: pkt.dst_port,
+            },
+            |p| &p.v6,
+        ),
         // A parsed packet never mixes families.
         _ => None,
     };

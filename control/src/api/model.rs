@@ -107,7 +107,7 @@ pub async fn reload_on_hangup(api: Arc<Api>, hup: Arc<AtomicBool>, stop: Arc<Ato
                 Ok((applied, note)) => {
                     api.metrics.compile_seconds.observe(applied.compile_ms / 1e3);
                     log(format!(
-                        "reloaded {}: {}; snapshot generation {} ({} group sets rebuilt) in {:.1} ms{}",
+                        "reloaded {}: {}; snapshot generation {} ({} groups rebuilt) in {:.1} ms{}",
                         c.config_path.display(),
                         Summary::of(&c.config.model),
                         applied.generation,

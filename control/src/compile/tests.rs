@@ -285,6 +285,8 @@ proptest! {
     fn recompiled_snapshot_equals_reference_evaluator(
         plans in proptest::collection::vec(vpc_plan(), 2),
         extra in rule_spec(),
+        stateful in any::<bool>(),
+        accept in any::<bool>(),
         packets in proptest::collection::vec(packet(), 1..30),
     ) {
         let mut model = build(&plans);
@@ -292,6 +294,21 @@ proptest! {
         compiler.compile(&model, &Settings::default());
         let _ = model.add_rules("a", "g1", &[extra]);
         let _ = model.set_interface_groups("b", "i2", &["g2".into()]);
+        let (snap, _) = compiler.compile(&model, &Settings::default());
+        for p in &packets {
+            agree(&model, &snap, p)?;
+        }
+        // Flags of a group shared with other sets, then one of its rules gone.
+        let update = crate::model::GroupUpdate {
+            stateful: Some(stateful),
+            intra_group: Some(if accept { "accept" } else { "drop" }.into()),
+            ..crate::model::GroupUpdate::default()
+        };
+        let _ = model.update_group("a", "g2", &update);
+        let first = model.vpc_by_name("a").and_then(|v| model.group_by_name(v.id, "g1")).and_then(|g| g.rules.first()).map(|r| r.id.to_string());
+        if let Some(id) = first {
+            let _ = model.delete_rule("a", "g1", &id);
+        }
         let (snap, _) = compiler.compile(&model, &Settings::default());
         for p in &packets {
             agree(&model, &snap, p)?;
@@ -324,16 +341,17 @@ fn interfaces_with_the_same_set_of_groups_share_one_compiled_set() {
 }
 
 #[test]
-fn an_unchanged_model_recompiles_nothing_and_a_change_only_what_contains_it() {
+fn an_unchanged_model_recompiles_nothing_and_a_change_only_the_groups_it_touches() {
     let mut model = tiers();
     let mut compiler = Compiler::new();
     let (first, stats) = compiler.compile(&model, &Settings::default());
-    assert_eq!((stats.group_sets, stats.rebuilt), (3, 3));
+    // default, web, db and bastion; three distinct sets.
+    assert_eq!((stats.group_sets, stats.rebuilt), (3, 4));
     let (second, stats) = compiler.compile(&model, &Settings::default());
     assert_eq!(stats.rebuilt, 0);
     assert_eq!(second.generation, first.generation + 1);
 
-    // A rule added to bastion rebuilds only bastion's set.
+    // A rule added to bastion rebuilds only bastion's classifiers.
     let rule = RuleSpec {
         direction: "ingress".into(),
         protocol: Scalar::from("tcp"),
@@ -359,7 +377,7 @@ fn an_unchanged_model_recompiles_nothing_and_a_change_only_what_contains_it() {
     );
 
     // A new member of web changes the group:web address set, which only db's
-    // rules reference: db's set is rebuilt, nothing else.
+    // rules reference: db's classifiers are rebuilt, nothing else.
     model
         .create_interface(&InterfaceSpec {
             vpc: "prod".into(),
@@ -384,6 +402,55 @@ fn an_unchanged_model_recompiles_nothing_and_a_change_only_what_contains_it() {
         "the new web member reaches the database"
     );
     assert!(!third.decide(&p).allowed, "the old snapshot did not know it");
+}
+
+#[test]
+fn a_change_to_a_group_in_many_sets_rebuilds_that_group_only() {
+    let mut model = tiers();
+    // web-1 alone also carries bastion: {web} and {bastion, web} share web.
+    model.bind_group("prod", "web-1", "bastion").unwrap();
+    let mut compiler = Compiler::new();
+    let (before, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!(stats.group_sets, 4);
+    let rule = RuleSpec {
+        direction: "ingress".into(),
+        protocol: Scalar::from("tcp"),
+        ports: Some(Scalar::from("8443")),
+        ..RuleSpec::default()
+    };
+    model.add_rules("prod", "web", &[rule]).unwrap();
+    let (after, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!(
+        stats.rebuilt, 1,
+        "web's classifiers, not one per set containing it"
+    );
+    let vpc = after.vpc(None).unwrap();
+    let set = |s: &Snapshot, a: &str| {
+        Arc::clone(
+            s.endpoint(vpc, a.parse().unwrap())
+                .unwrap()
+                .groups
+                .as_ref()
+                .unwrap(),
+        )
+    };
+    let db = "198.18.2.10";
+    assert!(
+        Arc::ptr_eq(&set(&before, db), &set(&after, db)),
+        "db's set is taken over"
+    );
+    for web in ["198.18.1.10", "198.18.1.11"] {
+        let p = snapshot::Packet {
+            vlan: None,
+            src: "198.51.100.7".parse().unwrap(),
+            dst: web.parse().unwrap(),
+            proto: 6,
+            src_port: 40000,
+            dst_port: 8443,
+        };
+        assert!(after.decide(&p).allowed, "{web} sees the new rule");
+        assert!(!before.decide(&p).allowed, "{web} did not before");
+    }
 }
 
 #[test]

@@ -347,6 +347,13 @@ pub struct Match {
     pub action: RuleAction,
 }
 
+impl Match {
+    /// The order of deciding rules: lower decides ([`rank`]).
+    pub fn rank(&self) -> u64 {
+        rank(self.priority, self.action, self.id)
+    }
+}
+
 impl<A> From<&Rule<A>> for Match {
     fn from(r: &Rule<A>) -> Self {
         Match {
