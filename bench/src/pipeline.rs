@@ -7,7 +7,10 @@
 //! - **new flows**: SYNs of distinct connections through a policy of 1001 rules
 //!   (1000 TCP rules with /24 remotes on distinct ports at priorities 1-50, then
 //!   the rule the SYNs match), each opening a connection in an empty table big
-//!   enough for all of them.
+//!   enough for all of them. The policy is one group, then the same rules
+//!   dealt round-robin over 3 and over 16 groups that every server is bound
+//!   to ([`GROUPS`]), which measures what combining per-group classifiers
+//!   costs a first packet.
 //! - **parse only**, the ceiling: `wire::parse` alone over the same frames.
 //!
 //! Rates are medians over `reps` repetitions of at least `seconds` each (a
@@ -47,6 +50,8 @@ pub struct Report {
     /// frames cycled through (parse only).
     pub flows: usize,
     pub policy_rules: usize,
+    /// Groups the policy is dealt over (0 for parse only).
+    pub groups: usize,
     /// Packets (or, for new flows, connections) per second, in millions.
     pub mpps: f64,
     pub ns_per_packet: f64,
@@ -111,6 +116,8 @@ impl Frames {
 
 const SERVERS: u32 = 64;
 const POLICY_RULES: usize = 1001;
+/// The numbers of groups the new-flow policy is dealt over.
+pub const GROUPS: [usize; 3] = [1, 3, 16];
 
 fn client(i: usize) -> (IpAddr, u16) {
     let host = 0xc612_0000u32 + (i % 65_536) as u32; // 198.18.0.0/16
@@ -121,9 +128,11 @@ fn server(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0xc613_0001u32 + (i as u32 % SERVERS))) // 198.19.0.1..
 }
 
-/// One VPC; 64 servers in 198.19.0.0/24 bound to one group with the 1001-rule
-/// ingress policy; clients in 198.18.0.0/16 are unprotected.
-pub fn model() -> Model {
+/// One VPC; 64 servers in 198.19.0.0/24 bound to `groups` groups holding the
+/// 1001-rule ingress policy between them (rule `r` in group `r % groups`);
+/// clients in 198.18.0.0/16 are unprotected.
+pub fn model(groups: usize) -> Model {
+    let groups = groups.max(1);
     let mut m = Model::new(Quotas {
         rules_per_group: POLICY_RULES,
         ..Quotas::default()
@@ -134,13 +143,7 @@ pub fn model() -> Model {
         description: None,
     })
     .expect("vpc");
-    m.create_group(&GroupSpec {
-        vpc: "bench".into(),
-        name: "servers".into(),
-        default_rules: Some(false),
-        ..GroupSpec::default()
-    })
-    .expect("group");
+    let names: Vec<String> = (0..groups).map(|g| format!("servers{g}")).collect();
     let mut rules: Vec<RuleSpec> = (0..POLICY_RULES - 1)
         .map(|r| RuleSpec {
             direction: "ingress".into(),
@@ -159,13 +162,23 @@ pub fn model() -> Model {
         priority: Some(100),
         ..RuleSpec::default()
     });
-    m.replace_rules("bench", "servers", &rules).expect("rules");
+    for (g, name) in names.iter().enumerate() {
+        m.create_group(&GroupSpec {
+            vpc: "bench".into(),
+            name: name.clone(),
+            default_rules: Some(false),
+            ..GroupSpec::default()
+        })
+        .expect("group");
+        let mine: Vec<RuleSpec> = rules.iter().skip(g).step_by(groups).cloned().collect();
+        m.replace_rules("bench", name, &mine).expect("rules");
+    }
     for s in 0..SERVERS as usize {
         m.create_interface(&InterfaceSpec {
             vpc: "bench".into(),
             name: format!("s{s}"),
             addresses: vec![server(s).to_string()],
-            groups: Some(vec!["servers".into()]),
+            groups: Some(names.clone()),
             ..InterfaceSpec::default()
         })
         .expect("interface");
@@ -254,6 +267,7 @@ pub fn established(plan: Plan, snap: &Snapshot, flows: usize) -> Report {
         test: "established".into(),
         flows,
         policy_rules: POLICY_RULES,
+        groups: 1,
         mpps,
         ns_per_packet: 1e3 / mpps,
         ceiling_mpps: ceiling,
@@ -262,8 +276,9 @@ pub fn established(plan: Plan, snap: &Snapshot, flows: usize) -> Report {
     }
 }
 
-/// New-connection rate: `flows` SYNs, each opening a connection.
-pub fn new_flows(plan: Plan, snap: &Snapshot, flows: usize) -> Report {
+/// New-connection rate: `flows` SYNs, each opening a connection, through
+/// `snap`, the policy dealt over `groups` groups.
+pub fn new_flows(plan: Plan, snap: &Snapshot, groups: usize, flows: usize) -> Report {
     let mut syns = Frames::new(flows, TCP_SYN, false);
     let mut rates = Vec::new();
     let mut table_bytes = 0.0;
@@ -281,6 +296,7 @@ pub fn new_flows(plan: Plan, snap: &Snapshot, flows: usize) -> Report {
         test: "new_flows".into(),
         flows,
         policy_rules: POLICY_RULES,
+        groups,
         mpps,
         ns_per_packet: 1e3 / mpps,
         ceiling_mpps: parse_rate(plan, &mut syns) / 1e6,
@@ -289,21 +305,25 @@ pub fn new_flows(plan: Plan, snap: &Snapshot, flows: usize) -> Report {
     }
 }
 
-/// Every result: established with each of `established_flows`, new flows, and
-/// the parse-only ceiling.
+/// Every result: established with each of `established_flows`, new flows
+/// with the policy in each of [`GROUPS`] groups, and the parse-only ceiling.
 pub fn run(plan: Plan, established_flows: &[usize], new: usize) -> Vec<Report> {
-    let (snap, _) = Compiler::new().compile(&model(), &Settings::default());
+    let compile = |groups| Compiler::new().compile(&model(groups), &Settings::default()).0;
+    let snap = compile(1);
     let mut reports: Vec<Report> = established_flows
         .iter()
         .map(|&n| established(plan, &snap, n))
         .collect();
-    reports.push(new_flows(plan, &snap, new));
+    for groups in GROUPS {
+        reports.push(new_flows(plan, &compile(groups), groups, new));
+    }
     let mut frames = Frames::new(1024, TCP_ACK, false);
     let ceiling = parse_rate(plan, &mut frames) / 1e6;
     reports.push(Report {
         test: "parse_only".into(),
         flows: 1024,
         policy_rules: 0,
+        groups: 0,
         mpps: ceiling,
         ns_per_packet: 1e3 / ceiling,
         ceiling_mpps: ceiling,

@@ -204,6 +204,49 @@ fn update_with_shared_sets_compiles_at_most_the_shared_sets() {
     assert!(stderr.contains("--set-mix"), "{stderr}");
 }
 
+/// New flows are measured through the policy in 1, 3 and 16 groups, each run
+/// opening every connection it sent (the bench asserts that), beside the
+/// established and parse-only rows.
+#[test]
+fn pipeline_json_reports_new_flows_for_each_group_count() {
+    let args = [
+        "pipeline",
+        "--flows",
+        "100",
+        "--new-flows",
+        "1000",
+        "--reps",
+        "1",
+        "--seconds",
+        "0.01",
+        "--json",
+    ];
+    let (code, stdout, stderr) = bench(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let rows = json_rows(&stdout);
+    let tests: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| (r["test"].as_str().unwrap(), r["groups"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        tests,
+        [
+            ("established", 1),
+            ("new_flows", 1),
+            ("new_flows", 3),
+            ("new_flows", 16),
+            ("parse_only", 0)
+        ],
+        "{stdout}"
+    );
+    for r in rows.iter().filter(|r| r["test"] == "new_flows") {
+        assert_eq!(r["flows"], 1000, "{r}");
+        assert_eq!(r["policy_rules"], 1001, "{r}");
+        let mpps = r["mpps"].as_f64().unwrap();
+        assert!(mpps > 0.0 && mpps.is_finite(), "{r}");
+    }
+}
+
 #[test]
 fn forward_reports_rampart_beside_the_ceiling_on_real_veth_traffic() {
     rampart_testkit::require_root!("namespaces, AF_XDP");

@@ -374,8 +374,8 @@ fn run_pipeline(args: PipelineArgs) -> Result<()> {
     let reports = pipeline::run(pipeline::Plan { reps, seconds }, &args.flows, args.new_flows);
     if !args.json {
         println!(
-            "{:<12} {:>9} {:>6} {:>10} {:>9} {:>13} {:>11} {:>13}",
-            "test", "flows", "rules", "Mpps", "ns/pkt", "ceiling Mpps", "entry B", "table B/flow"
+            "{:<12} {:>9} {:>6} {:>6} {:>10} {:>9} {:>13} {:>11} {:>13}",
+            "test", "flows", "rules", "groups", "Mpps", "ns/pkt", "ceiling Mpps", "entry B", "table B/flow"
         );
     }
     for r in reports {
@@ -383,10 +383,11 @@ fn run_pipeline(args: PipelineArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&r)?);
         } else {
             println!(
-                "{:<12} {:>9} {:>6} {:>10.2} {:>9.1} {:>13.2} {:>11} {:>13.1}",
+                "{:<12} {:>9} {:>6} {:>6} {:>10.2} {:>9.1} {:>13.2} {:>11} {:>13.1}",
                 r.test,
                 r.flows,
                 r.policy_rules,
+                r.groups,
                 r.mpps,
                 r.ns_per_packet,
                 r.ceiling_mpps,
