@@ -121,7 +121,8 @@ impl Model {
                 self.next.group += 1;
                 self.commit_rules(rules.len());
                 let id = group.id;
-                self.groups.insert(id, SecurityGroup { rules, ..group });
+                self.groups
+                    .insert(&mut self.changes, id, SecurityGroup { rules, ..group });
                 Ok(id)
             }
             Ok(_) => Err(errs.finish().expect_err("errors were recorded")),
@@ -165,7 +166,7 @@ impl Model {
         };
         errs.finish()?;
         let id = g.id;
-        let g = self.groups.get_mut(&id).expect("found above");
+        let g = self.groups.get_mut(&mut self.changes, &id).expect("found above");
         if let Some(name) = &update.name {
             g.name.clone_from(name);
         }
@@ -219,7 +220,7 @@ impl Model {
             )
             .into());
         }
-        self.groups.remove(&id);
+        self.groups.remove(&mut self.changes, &id);
         Ok(())
     }
 
@@ -258,7 +259,7 @@ impl Model {
         }
         self.next.group += 1;
         self.commit_rules(copy.rules.len());
-        self.groups.insert(copy_id, copy);
+        self.groups.insert(&mut self.changes, copy_id, copy);
         Ok(copy_id)
     }
 
@@ -269,7 +270,11 @@ impl Model {
         let ids = rules.iter().map(|r| r.id).collect();
         let id = g.id;
         self.commit_rules(rules.len());
-        self.groups.get_mut(&id).expect("found above").rules.extend(rules);
+        self.groups
+            .get_mut(&mut self.changes, &id)
+            .expect("found above")
+            .rules
+            .extend(rules);
         Ok(ids)
     }
 
@@ -288,7 +293,10 @@ impl Model {
         let rules = self.build_rules(&empty, specs, 1)?;
         let ids = rules.iter().map(|r| r.id).collect();
         self.commit_rules(rules.len());
-        self.groups.get_mut(&empty.id).expect("found above").rules = rules;
+        self.groups
+            .get_mut(&mut self.changes, &empty.id)
+            .expect("found above")
+            .rules = rules;
         Ok(ids)
     }
 
@@ -316,7 +324,11 @@ impl Model {
     pub fn delete_rule(&mut self, vpc: &str, group: &str, rule: &str) -> Result<(), Errors> {
         let (g, pos) = self.find_rule(vpc, group, rule)?;
         let id = g.id;
-        self.groups.get_mut(&id).expect("found above").rules.remove(pos);
+        self.groups
+            .get_mut(&mut self.changes, &id)
+            .expect("found above")
+            .rules
+            .remove(pos);
         Ok(())
     }
 
@@ -332,7 +344,10 @@ impl Model {
         let subject = rule_subject(vpc, &g.name, pos + 1);
         let new = rule::validate(self, owner, g.rules[pos].id, &subject, spec)?;
         let id = g.id;
-        self.groups.get_mut(&id).expect("found above").rules[pos] = new;
+        self.groups
+            .get_mut(&mut self.changes, &id)
+            .expect("found above")
+            .rules[pos] = new;
         Ok(())
     }
 }

@@ -117,12 +117,12 @@ impl Model {
         }
         self.interface_names
             .insert((iface.vpc, iface.name.clone()), iface.id);
-        self.interfaces.insert(iface.id, iface);
+        self.interfaces.insert(&mut self.changes, iface.id, iface);
     }
 
     /// Removes an interface and its index entries.
     fn remove_interface(&mut self, id: InterfaceId) {
-        if let Some(iface) = self.interfaces.remove(&id) {
+        if let Some(iface) = self.interfaces.remove(&mut self.changes, &id) {
             for addr in &iface.addresses {
                 self.addresses.remove(&(iface.vpc, *addr));
             }
@@ -216,7 +216,10 @@ impl Model {
         let ids = self.resolve_bound_groups(&subject, iface.vpc, Some(groups), iface.bare_metal, &mut errs);
         errs.finish()?;
         let id = iface.id;
-        self.interfaces.get_mut(&id).expect("found above").groups = ids;
+        self.interfaces
+            .get_mut(&mut self.changes, &id)
+            .expect("found above")
+            .groups = ids;
         Ok(())
     }
 
@@ -265,7 +268,7 @@ impl Model {
         let gid = g.id;
         let id = iface.id;
         self.interfaces
-            .get_mut(&id)
+            .get_mut(&mut self.changes, &id)
             .expect("found above")
             .groups
             .retain(|x| *x != gid);

@@ -32,6 +32,7 @@
 //! rather than to the model's, which matters at the quota limits (100 000
 //! interfaces). The file path does build a whole new model, because it is one.
 
+mod changes;
 mod error;
 pub mod eval;
 mod groups;
@@ -42,12 +43,14 @@ mod spec;
 mod types;
 mod vpcs;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
+use changes::Tracked;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use changes::{Changed, Changes};
 pub use error::{ErrorCode, Errors, ModelError};
 pub use rule::{Rule, DEFAULT_PRIORITY, MAX_DESCRIPTION};
 pub use spec::{GroupSpec, GroupUpdate, InterfaceSpec, PrefixListSpec, RuleSpec, Scalar, VpcSpec};
@@ -147,16 +150,19 @@ struct NextIds {
 #[serde(deny_unknown_fields)]
 pub struct Model {
     quotas: Quotas,
-    vpcs: BTreeMap<VpcId, Vpc>,
-    groups: BTreeMap<GroupId, SecurityGroup>,
-    interfaces: BTreeMap<InterfaceId, Interface>,
-    prefix_lists: BTreeMap<PrefixListId, PrefixList>,
+    vpcs: Tracked<VpcId, Vpc>,
+    groups: Tracked<GroupId, SecurityGroup>,
+    interfaces: Tracked<InterfaceId, Interface>,
+    prefix_lists: Tracked<PrefixListId, PrefixList>,
     /// Which interface owns an address, per VPC.
     #[serde(skip)]
     addresses: HashMap<(VpcId, IpAddr), InterfaceId>,
     #[serde(skip)]
     interface_names: HashMap<(VpcId, String), InterfaceId>,
     next: NextIds,
+    /// What changed, for the compiler; not part of the model's value.
+    #[serde(skip)]
+    changes: Changes,
 }
 
 /// `group "web" in vpc "prod"`, the way errors name a group.
@@ -257,6 +263,17 @@ impl Model {
 
     pub fn quotas(&self) -> Quotas {
         self.quotas
+    }
+
+    /// What changed in this model, for the compiler.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Forgets the change records up to now; the compiler calls
+    /// `Changes::since` with the version it compiled, which stays answerable.
+    pub fn trim_changes(&mut self) {
+        self.changes.trim();
     }
 
     pub fn vpcs(&self) -> impl Iterator<Item = &Vpc> {

@@ -72,7 +72,7 @@ impl Model {
         let pl = self.check_prefix_list(spec, None)?;
         self.next.prefix_list += 1;
         let id = pl.id;
-        self.prefix_lists.insert(id, pl);
+        self.prefix_lists.insert(&mut self.changes, id, pl);
         Ok(id)
     }
 
@@ -81,7 +81,7 @@ impl Model {
     pub fn update_prefix_list(&mut self, vpc: &str, name: &str, spec: &PrefixListSpec) -> Result<(), Errors> {
         let old = self.find_prefix_list(vpc, name)?;
         let new = self.check_prefix_list(spec, Some(old))?;
-        self.prefix_lists.insert(new.id, new);
+        self.prefix_lists.insert(&mut self.changes, new.id, new);
         Ok(())
     }
 
@@ -108,7 +108,7 @@ impl Model {
             )
             .into());
         }
-        self.prefix_lists.remove(&id);
+        self.prefix_lists.remove(&mut self.changes, &id);
         Ok(())
     }
 }

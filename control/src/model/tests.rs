@@ -132,7 +132,68 @@ fn rejected<T: std::fmt::Debug>(
     let err = op(model).expect_err("operation should be rejected");
     assert!(err.to_string().contains(needle), "error {err:?} lacks {needle:?}");
     assert_eq!(*model, before, "a rejected change must change nothing");
+    assert_eq!(
+        model.changes().version(),
+        before.changes().version(),
+        "a rejected change records no change"
+    );
     err
+}
+
+#[test]
+fn every_operation_records_the_objects_it_changed() {
+    let mut m = load(
+        r#"
+[[vpc]]
+name = "prod"
+
+[[security_group]]
+vpc = "prod"
+name = "web"
+
+[[prefix_list]]
+vpc = "prod"
+name = "office"
+cidrs = ["198.18.9.0/24"]
+"#,
+    );
+    let vpc = m.vpc_by_name("prod").unwrap().id;
+    let web = m.group_by_name(vpc, "web").unwrap().id;
+    let office = m.prefix_list_by_name(vpc, "office").unwrap().id;
+    let since = |m: &mut Model, op: &dyn Fn(&mut Model)| -> Vec<Changed> {
+        let v = m.changes().version();
+        op(m);
+        let mut c: Vec<Changed> = m.changes().since(v).unwrap().collect();
+        c.dedup();
+        c
+    };
+    let add = |m: &mut Model| {
+        m.add_rules("prod", "web", &[rule("ingress", "tcp")]).unwrap();
+    };
+    assert_eq!(since(&mut m, &add), [Changed::Group(web)]);
+    let create = |m: &mut Model| {
+        m.create_interface(&InterfaceSpec {
+            vpc: "prod".into(),
+            name: "web-1".into(),
+            addresses: vec!["198.18.1.10".into()],
+            groups: Some(vec!["web".into()]),
+            ..InterfaceSpec::default()
+        })
+        .unwrap();
+    };
+    let c = since(&mut m, &create);
+    let iface = m.interface_by_name(vpc, "web-1").unwrap().id;
+    assert_eq!(c, [Changed::Interface(iface)]);
+    let list = |m: &mut Model| {
+        let spec = PrefixListSpec {
+            vpc: "prod".into(),
+            name: "office".into(),
+            cidrs: vec!["198.18.8.0/24".into()],
+            description: None,
+        };
+        m.update_prefix_list("prod", "office", &spec).unwrap();
+    };
+    assert_eq!(since(&mut m, &list), [Changed::PrefixList(office)]);
 }
 
 // ------------------------------------------------------------------ section 1

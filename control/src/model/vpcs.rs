@@ -73,6 +73,7 @@ impl Model {
         self.next.group += 1;
         let default_group = GroupId(self.next.group);
         self.vpcs.insert(
+            &mut self.changes,
             id,
             Vpc {
                 id,
@@ -99,7 +100,7 @@ impl Model {
             .expect("the default group's rules are valid");
         self.commit_rules(rules.len());
         self.groups
-            .insert(default_group, SecurityGroup { rules, ..group });
+            .insert(&mut self.changes, default_group, SecurityGroup { rules, ..group });
         Ok(id)
     }
 
@@ -110,7 +111,7 @@ impl Model {
         let mut errs = Collector::default();
         let (vlan, description) = self.check_vpc(spec, Some(id), &mut errs);
         errs.finish()?;
-        let vpc = self.vpcs.get_mut(&id).expect("found above");
+        let vpc = self.vpcs.get_mut(&mut self.changes, &id).expect("found above");
         vpc.name.clone_from(&spec.name);
         vpc.vlan = vlan;
         vpc.description = description;
@@ -147,8 +148,8 @@ impl Model {
             )
             .into());
         }
-        self.groups.remove(&default_group);
-        self.vpcs.remove(&id);
+        self.groups.remove(&mut self.changes, &default_group);
+        self.vpcs.remove(&mut self.changes, &id);
         Ok(())
     }
 }
