@@ -1,20 +1,32 @@
-//! How fast a rule change is live: one rule added to, replaced in or deleted
-//! from a group of a model of `groups` x `rules_per_group` rules (the three in
-//! turn), then the model recompiled into the next snapshot, which is what the
-//! control thread publishes. A full compilation from nothing is measured in
-//! the same run as the baseline.
+//! How fast a change is live: a change to a model of `groups` x
+//! `rules_per_group` rules, then the model recompiled into the next snapshot,
+//! which is what the control thread publishes. Three kinds of change, each
+//! timed `changes` times:
+//! - **rule**: one rule added to, replaced in or deleted from a group (the
+//!   three in turn);
+//! - **membership**: an interface bound to one more group, then unbound
+//!   again; every group is referenced by the rules of others, so the
+//!   referencing groups' classifiers are rebuilt;
+//! - **prefix list**: one of the [`PREFIX_LIST_ENTRIES`] entries of the prefix
+//!   list that rules of every 50th group reference replaced.
+//!
+//! A full compilation from nothing is measured in the same run as the
+//! baseline.
 //!
 //! The model: one VPC; rules are TCP ingress rules on distinct ports, every
-//! tenth referencing another group (so membership sets are in play); each
-//! interface is bound to up to three groups. With [`SetMix::Random`] every
-//! interface picks its own three, so nearly every interface has a set of its
-//! own; with [`SetMix::Shared`] the interfaces share [`SHARED_SETS`] sets, as
-//! in a cloud where most instances of a tier carry the same groups.
+//! tenth referencing another group (so membership sets are in play), rule 5
+//! of every 50th group the prefix list; each interface is bound to up to
+//! three groups. With [`SetMix::Random`] every interface picks its own three,
+//! so nearly every interface has a set of its own; with [`SetMix::Shared`]
+//! the interfaces share [`SHARED_SETS`] sets, as in a cloud where most
+//! instances of a tier carry the same groups.
 
 use std::time::Instant;
 
 use rampart_control::compile::Compiler;
-use rampart_control::model::{GroupSpec, InterfaceSpec, Model, Quotas, RuleSpec, Scalar, VpcSpec};
+use rampart_control::model::{
+    GroupSpec, InterfaceSpec, Model, PrefixListSpec, Quotas, RuleSpec, Scalar, VpcSpec,
+};
 use rampart_control::settings::Settings;
 use serde::Serialize;
 
@@ -33,6 +45,30 @@ pub enum SetMix {
 /// How many group sets the interfaces share with [`SetMix::Shared`].
 pub const SHARED_SETS: usize = 300;
 
+/// Entries of the model's prefix list.
+pub const PREFIX_LIST_ENTRIES: usize = 1000;
+
+/// What a timed change changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Rule,
+    Membership,
+    PrefixList,
+}
+
+impl Change {
+    pub const ALL: [Change; 3] = [Change::Rule, Change::Membership, Change::PrefixList];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Rule => "rule",
+            Change::Membership => "membership",
+            Change::PrefixList => "prefix_list",
+        }
+    }
+}
+
 /// The size of the model and of the measurement.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
@@ -43,8 +79,10 @@ pub struct Plan {
     pub set_mix: SetMix,
 }
 
+/// One kind of change; the model's figures repeat on every row.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    pub change: Change,
     pub groups: usize,
     pub rules: usize,
     pub interfaces: usize,
@@ -63,6 +101,8 @@ pub struct Report {
 fn rule(g: usize, r: usize, groups: usize) -> RuleSpec {
     let remote = if r.is_multiple_of(10) {
         format!("group:g{}", (g + r / 10 + 1) % groups)
+    } else if r == 5 && g.is_multiple_of(50) {
+        "prefix-list:pl".to_owned()
     } else {
         format!("198.18.{}.0/24", r % 250)
     };
@@ -90,6 +130,7 @@ pub fn model(plan: Plan) -> Model {
         description: None,
     })
     .expect("vpc");
+    m.create_prefix_list(&prefix_list(None)).expect("prefix list");
     for g in 0..plan.groups {
         let spec = GroupSpec {
             vpc: "prod".into(),
@@ -109,6 +150,23 @@ pub fn model(plan: Plan) -> Model {
         m.create_interface(&interface(i, plan)).expect("interface");
     }
     m
+}
+
+/// The prefix list: [`PREFIX_LIST_ENTRIES`] /32s, entry `k % entries`
+/// replaced by another address for change `Some((k, c))`.
+fn prefix_list(change: Option<(usize, usize)>) -> PrefixListSpec {
+    let mut cidrs: Vec<String> = (0..PREFIX_LIST_ENTRIES)
+        .map(|e| format!("198.19.{}.{}/32", e / 256, e % 256))
+        .collect();
+    if let Some((k, c)) = change {
+        cidrs[k % PREFIX_LIST_ENTRIES] = format!("198.19.{}.{}/32", 200 + c / 65536 % 50, c / 256 % 256);
+    }
+    PrefixListSpec {
+        vpc: "prod".into(),
+        name: "pl".into(),
+        description: None,
+        cidrs,
+    }
 }
 
 /// Interface `i`: one address, bound to up to three groups (its own mix,
@@ -158,6 +216,7 @@ pub fn document(plan: Plan) -> serde_json::Value {
             "interfaces": plan.interfaces.max(100_000),
         },
         "vpc": [{ "name": "prod" }],
+        "prefix_list": [prefix_list(None)],
         "security_group": groups,
         "interface": interfaces,
     })
@@ -175,9 +234,9 @@ fn rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Change `c`: add a rule to a group (c % 3 == 0), replace the rule added
-/// last (1), delete it (2).
-fn change(m: &mut Model, c: usize, plan: Plan, added: &mut Option<(String, String)>) {
+/// Rule change `c`: add a rule to a group (c % 3 == 0), replace the rule
+/// added last (1), delete it (2).
+fn rule_change(m: &mut Model, c: usize, plan: Plan, added: &mut Option<(String, String)>) {
     let rule = |port: usize| RuleSpec {
         direction: "ingress".into(),
         protocol: Scalar::from("udp"),
@@ -198,7 +257,37 @@ fn change(m: &mut Model, c: usize, plan: Plan, added: &mut Option<(String, Strin
     }
 }
 
-pub fn run(plan: Plan) -> Report {
+/// Membership change `c`: bind an interface to a group it is not bound to
+/// (c even), unbind it again (c odd).
+fn membership_change(m: &mut Model, c: usize, plan: Plan, bound: &mut Option<(String, String)>) {
+    if let Some((iface, group)) = bound.take() {
+        m.unbind_group("prod", &iface, &group).expect("unbind");
+        return;
+    }
+    let i = (c * 7919) % plan.interfaces;
+    let iface = format!("i{i}");
+    let current = interface(i, plan).groups.unwrap_or_default();
+    let group = (0..plan.groups)
+        .map(|k| format!("g{}", (c * 13 + k) % plan.groups))
+        .find(|g| !current.contains(g))
+        .expect("an interface has at most three groups of at least four");
+    m.bind_group("prod", &iface, &group).expect("bind");
+    *bound = Some((iface, group));
+}
+
+/// The change of `kind` numbered `c`; `state` carries what the last one did.
+fn change(m: &mut Model, kind: Change, c: usize, plan: Plan, state: &mut Option<(String, String)>) {
+    match kind {
+        Change::Rule => rule_change(m, c, plan, state),
+        Change::Membership => membership_change(m, c, plan, state),
+        Change::PrefixList => m
+            .update_prefix_list("prod", "pl", &prefix_list(Some((c * 31, c))))
+            .expect("prefix list"),
+    }
+}
+
+/// Every kind of change timed on one model, one report each.
+pub fn run(plan: Plan) -> Vec<Report> {
     let mut m = model(plan);
     let settings = Settings::default();
     let start = Instant::now();
@@ -209,29 +298,34 @@ pub fn run(plan: Plan) -> Report {
     let first = compiler.compile(&m, &settings);
     let rss_mb = rss_mb();
     drop(first);
-    let mut times = Vec::new();
-    let mut rebuilt = 0;
-    let mut added = None;
-    for c in 0..plan.changes.max(1) {
-        let start = Instant::now();
-        change(&mut m, c, plan, &mut added);
-        let (snapshot, stats) = compiler.compile(&m, &settings);
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-        std::hint::black_box(snapshot);
-        rebuilt = rebuilt.max(stats.rebuilt);
+    let mut reports = Vec::new();
+    for kind in Change::ALL {
+        let mut times = Vec::new();
+        let mut rebuilt = 0;
+        let mut state = None;
+        for c in 0..plan.changes.max(1) {
+            let start = Instant::now();
+            change(&mut m, kind, c, plan, &mut state);
+            let (snapshot, stats) = compiler.compile(&m, &settings);
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            std::hint::black_box(snapshot);
+            rebuilt = rebuilt.max(stats.rebuilt);
+        }
+        times.sort_by(f64::total_cmp);
+        reports.push(Report {
+            change: kind,
+            groups: plan.groups,
+            rules: m.rule_count(),
+            interfaces: plan.interfaces,
+            set_mix: plan.set_mix,
+            group_sets: full.group_sets,
+            full_compile_ms,
+            update_median_ms: percentile(&times, 0.5),
+            update_p99_ms: percentile(&times, 0.99),
+            update_max_ms: times[times.len() - 1],
+            rebuilt_per_update: rebuilt,
+            rss_mb,
+        });
     }
-    times.sort_by(f64::total_cmp);
-    Report {
-        groups: plan.groups,
-        rules: m.rule_count(),
-        interfaces: plan.interfaces,
-        set_mix: plan.set_mix,
-        group_sets: full.group_sets,
-        full_compile_ms,
-        update_median_ms: percentile(&times, 0.5),
-        update_p99_ms: percentile(&times, 0.99),
-        update_max_ms: times[times.len() - 1],
-        rebuilt_per_update: rebuilt,
-        rss_mb,
-    }
+    reports
 }

@@ -134,7 +134,7 @@ fn classify_fails_clearly_on_unreadable_or_malformed_input() {
 }
 
 #[test]
-fn update_json_reports_the_latency_beside_a_full_compile() {
+fn update_json_reports_each_kind_of_change_beside_a_full_compile() {
     let args = [
         "update",
         "--groups",
@@ -149,26 +149,34 @@ fn update_json_reports_the_latency_beside_a_full_compile() {
     ];
     let (code, stdout, stderr) = bench(&args);
     assert_eq!(code, 0, "{stderr}");
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("valid JSON");
-    assert_eq!(r["groups"], 10);
-    assert_eq!(
-        r["rules"], 104,
-        "10 x 10 rules, one added, replaced and deleted again, and the default group's 4"
-    );
-    assert_eq!(r["set_mix"], "random");
-    let (median, p99, max) = (
-        r["update_median_ms"].as_f64().unwrap(),
-        r["update_p99_ms"].as_f64().unwrap(),
-        r["update_max_ms"].as_f64().unwrap(),
-    );
-    assert!(median > 0.0 && median <= p99 && p99 <= max, "{r}");
-    assert!(r["full_compile_ms"].as_f64().unwrap() > 0.0);
-    assert!(r["rss_mb"].as_f64().unwrap() > 1.0, "{r}");
-    let rebuilt = r["rebuilt_per_update"].as_u64().unwrap();
-    assert!(
-        rebuilt >= 1 && rebuilt < r["group_sets"].as_u64().unwrap(),
-        "only the changed group's sets: {r}"
-    );
+    let rows = json_rows(&stdout);
+    let kinds: Vec<&str> = rows.iter().map(|r| r["change"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["rule", "membership", "prefix_list"], "{stdout}");
+    for r in &rows {
+        assert_eq!(r["groups"], 10);
+        assert_eq!(
+            r["rules"], 104,
+            "10 x 10 rules, one added, replaced and deleted again, and the default group's 4"
+        );
+        assert_eq!(r["set_mix"], "random");
+        let (median, p99, max) = (
+            r["update_median_ms"].as_f64().unwrap(),
+            r["update_p99_ms"].as_f64().unwrap(),
+            r["update_max_ms"].as_f64().unwrap(),
+        );
+        assert!(median > 0.0 && median <= p99 && p99 <= max, "{r}");
+        assert!(r["full_compile_ms"].as_f64().unwrap() > 0.0);
+        assert!(r["rss_mb"].as_f64().unwrap() > 1.0, "{r}");
+        let rebuilt = r["rebuilt_per_update"].as_u64().unwrap();
+        assert!(
+            rebuilt >= 1 && rebuilt < r["group_sets"].as_u64().unwrap(),
+            "only the groups the change touches: {r}"
+        );
+    }
+    // A rule change compiles its group; the prefix list is referenced by
+    // group g0 alone at this size.
+    assert_eq!(rows[0]["rebuilt_per_update"], 1, "{stdout}");
+    assert_eq!(rows[2]["rebuilt_per_update"], 1, "{stdout}");
 }
 
 /// With shared sets, many interfaces share few sets: at most 300 whatever
@@ -192,7 +200,7 @@ fn update_with_shared_sets_compiles_at_most_the_shared_sets() {
         ];
         let (code, stdout, stderr) = bench(&args);
         assert_eq!(code, 0, "{stderr}");
-        serde_json::from_str(stdout.trim()).expect("valid JSON")
+        json_rows(&stdout).remove(0)
     };
     let (random, shared) = (run("random"), run("shared"));
     assert_eq!(shared["set_mix"], "shared");

@@ -63,7 +63,7 @@ impl fmt::Debug for Control {
 pub struct Applied {
     pub generation: u64,
     pub compile_ms: f64,
-    /// Group sets whose classifiers were rebuilt.
+    /// Groups whose classifiers were rebuilt.
     pub rebuilt: usize,
 }
 
@@ -114,7 +114,7 @@ impl std::error::Error for ApplyError {}
 
 impl Control {
     /// Saves, compiles and publishes `model` (already validated); does not wait.
-    pub fn publish(&mut self, model: Model, from_file: bool) -> Result<Applied, ApplyError> {
+    pub fn publish(&mut self, mut model: Model, from_file: bool) -> Result<Applied, ApplyError> {
         if let Some(state) = &self.state {
             state.save(&model, from_file).map_err(|e| ApplyError::Persist {
                 dir: state.path().to_owned(),
@@ -123,6 +123,8 @@ impl Control {
         }
         let started = Instant::now();
         let (snap, stats) = self.compiler.compile(&model, &self.config.settings);
+        // The compiler keeps the version it compiled; older records are spent.
+        model.trim_changes();
         let generation = snap.generation;
         self.snapshots.store(Arc::new(snap));
         for bell in &self.bells {

@@ -2,23 +2,26 @@
 //! snapshots; publishing one to the workers is [`crate::apply::Control`]'s.
 //!
 //! - Every VPC gets an index and its VLAN an entry in the VLAN table.
-//! - Every interface becomes an endpoint owning its addresses.
+//! - Every interface's addresses become endpoints in the endpoint table.
 //! - Every group becomes one [`GroupPolicy`] (an ingress and an egress
-//!   [`Policy`]); every distinct set of bound groups one [`GroupSet`] referring
-//!   to its groups' policies, shared through `Arc` by every interface bound to
-//!   exactly that set (order does not matter: verdicts never depend on it).
+//!   [`Policy`]) in a slot of the group table; every distinct set of bound
+//!   groups one [`GroupSet`] naming its groups' slots, shared through `Arc`
+//!   by every interface bound to exactly that set (order does not matter:
+//!   verdicts never depend on it).
 //! - A rule referencing a group or a prefix list gets the group's members' (or
-//!   the list's) addresses as one shared [`AddrSet`] per family, built once per
-//!   compilation and referenced by every rule that uses it.
+//!   the list's) addresses as one shared [`AddrSet`] per family, built once and
+//!   referenced by every rule that uses it.
 //!
-//! Reuse: the [`Compiler`] remembers every group it compiled, under a
-//! fingerprint of everything its policy depends on (its rules and flags, and
-//! the contents of every address set its rules reference). A new model
-//! recompiles only the groups whose fingerprint changed; the others are taken
-//! over as they are, and so is every group set whose groups all were. A change
-//! to one group therefore rebuilds that group's classifiers (and those of the
-//! groups referencing it, when its membership changed), however many sets
-//! contain it.
+//! Changes, not models: the [`Compiler`] keeps what it built the last
+//! snapshot from (slots, sets, members, who references whom) and asks the
+//! model's change log what changed since. A changed interface moves its
+//! endpoints and its members; a changed group is compiled anew, and so is
+//! every group whose rules reference a group whose members changed or a
+//! prefix list that changed; the new snapshot shares every other table chunk
+//! with the last one. The cost of a change is therefore that of the objects
+//! it touches, whatever the size of the model and however many sets contain
+//! a changed group. A model that does not descend from the one compiled last
+//! (a reloaded file, a new VPC) is compiled in full.
 //!
 //! How a model rule becomes classifier rules: a rule without a family yields one
 //! IPv4 and one IPv6 rule, a rule with one yields one. The classifier key is the
@@ -28,18 +31,17 @@
 //! and code go in the source and destination port fields, as the dataplane puts
 //! them in the key.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use rampart_dataplane::classify::{self, AddrMatch, AddrSet, Engine, Prefix};
-use rampart_dataplane::snapshot::{self, Builder, Endpoint, GroupPolicy, GroupSet, Policy, Snapshot};
+use rampart_dataplane::snapshot::{self, Endpoint, GroupPolicy, GroupSet, Policy, Snapshot, VpcIndex};
 
 use crate::model::{
-    Direction, Family, GroupId, IntraGroup, Model, PrefixListId, Protocol, Remote, Rule, SecurityGroup,
+    Changed, Direction, Family, GroupId, InterfaceId, IntraGroup, Model, PrefixListId, Protocol, Remote,
+    Rule, SecurityGroup, VpcId,
 };
 use crate::settings::{NonIp, OnRuleChange, Settings, Unprotected};
 
@@ -50,20 +52,58 @@ pub struct Stats {
     pub group_sets: usize,
     /// Groups whose classifiers were compiled anew; the rest were reused.
     pub rebuilt: usize,
+    /// The compilation started from nothing (a first model, a model that
+    /// does not descend from the last one compiled, or a VPC change).
+    pub full: bool,
 }
 
-/// Compiles models into snapshots, reusing what did not change. Owned by the
-/// control thread.
+/// Compiles models into snapshots, working from what changed since the last
+/// compilation. Owned by the control thread.
 #[derive(Debug, Default)]
 pub struct Compiler {
     generation: u64,
-    /// Group -> fingerprint and compiled policy.
-    groups: HashMap<GroupId, (u64, Arc<GroupPolicy>)>,
-    /// Group set (ascending ids) -> the set as last compiled.
-    sets: HashMap<Vec<GroupId>, Arc<GroupSet>>,
+    /// The model version compiled last, and a copy of the snapshot built
+    /// from it (sharing its tables) to build the next one from.
+    last: Option<(u64, Snapshot)>,
+    state: State,
 }
 
-/// The address sets of one family, built on first use in a compilation.
+/// What the compiler keeps between compilations: everything the snapshot was
+/// built from, indexed so that a change finds what it affects.
+#[derive(Debug, Default)]
+struct State {
+    vpc_index: HashMap<VpcId, VpcIndex>,
+    groups: HashMap<GroupId, CompiledGroup>,
+    /// Group-table slots of deleted groups, for reuse.
+    free_slots: Vec<u32>,
+    next_slot: u32,
+    /// Group -> the groups with a rule whose remote is its members.
+    group_referrers: HashMap<GroupId, HashSet<GroupId>>,
+    /// Prefix list -> the groups with a rule whose remote is the list.
+    list_referrers: HashMap<PrefixListId, HashSet<GroupId>>,
+    interfaces: HashMap<InterfaceId, CompiledInterface>,
+    /// Group set (ascending ids) -> the set and how many interfaces have it.
+    sets: HashMap<Box<[GroupId]>, (Arc<GroupSet>, usize)>,
+    addrs: AddrSets,
+}
+
+#[derive(Debug)]
+struct CompiledGroup {
+    slot: u32,
+    /// The groups and prefix lists its rules reference.
+    refs: (Vec<GroupId>, Vec<PrefixListId>),
+}
+
+#[derive(Debug)]
+struct CompiledInterface {
+    vpc: VpcIndex,
+    addresses: Vec<IpAddr>,
+    set: Option<Box<[GroupId]>>,
+}
+
+/// The address sets of one family, built on first use and kept until what
+/// they hold changes.
+#[derive(Debug)]
 struct FamilySets<A> {
     groups: HashMap<GroupId, Arc<AddrSet<A>>>,
     lists: HashMap<PrefixListId, Arc<AddrSet<A>>>,
@@ -78,32 +118,16 @@ impl<A> Default for FamilySets<A> {
     }
 }
 
-/// The address sets of one compilation.
-#[derive(Default)]
-struct Sets {
-    /// Member addresses of each group, from one pass over the interfaces.
-    members: HashMap<GroupId, Vec<IpAddr>>,
+/// Group members and the address sets rules reference.
+#[derive(Debug, Default)]
+struct AddrSets {
+    /// Member addresses of each group.
+    members: HashMap<GroupId, HashSet<IpAddr>>,
     v4: FamilySets<u32>,
     v6: FamilySets<u128>,
 }
 
-impl Sets {
-    fn new(model: &Model) -> Self {
-        let mut members: HashMap<GroupId, Vec<IpAddr>> = HashMap::new();
-        for iface in model.interfaces() {
-            for g in &iface.groups {
-                members
-                    .entry(*g)
-                    .or_default()
-                    .extend(iface.addresses.iter().copied());
-            }
-        }
-        Sets {
-            members,
-            ..Sets::default()
-        }
-    }
-
+impl AddrSets {
     /// The members of group `g` of family `A`, as one shared set.
     fn group<A: AddrFamily>(&mut self, g: GroupId) -> Arc<AddrSet<A>> {
         if let Some(set) = A::sets(self).groups.get(&g) {
@@ -132,6 +156,17 @@ impl Sets {
             Arc::new(AddrSet::new(Vec::new(), nets.collect()))
         }))
     }
+
+    /// Forgets the built sets of group `g`'s members.
+    fn forget_group(&mut self, g: GroupId) {
+        self.v4.groups.remove(&g);
+        self.v6.groups.remove(&g);
+    }
+
+    fn forget_list(&mut self, id: PrefixListId) {
+        self.v4.lists.remove(&id);
+        self.v6.lists.remove(&id);
+    }
 }
 
 /// An address family a policy is compiled for: `u32` (IPv4) or `u128` (IPv6).
@@ -139,7 +174,7 @@ trait AddrFamily: classify::Addr {
     const FAMILY: Family;
     fn host(addr: &IpAddr) -> Option<Self>;
     fn net(net: &IpNet) -> Option<Prefix<Self>>;
-    fn sets(sets: &mut Sets) -> &mut FamilySets<Self>;
+    fn sets(sets: &mut AddrSets) -> &mut FamilySets<Self>;
 }
 
 impl AddrFamily for u32 {
@@ -156,7 +191,7 @@ impl AddrFamily for u32 {
             IpNet::V6(_) => None,
         }
     }
-    fn sets(sets: &mut Sets) -> &mut FamilySets<Self> {
+    fn sets(sets: &mut AddrSets) -> &mut FamilySets<Self> {
         &mut sets.v4
     }
 }
@@ -175,7 +210,7 @@ impl AddrFamily for u128 {
             IpNet::V4(_) => None,
         }
     }
-    fn sets(sets: &mut Sets) -> &mut FamilySets<Self> {
+    fn sets(sets: &mut AddrSets) -> &mut FamilySets<Self> {
         &mut sets.v6
     }
 }
@@ -213,91 +248,266 @@ impl Compiler {
         Compiler::default()
     }
 
-    /// Compiles `model` into the next generation's snapshot.
+    /// Compiles `model` into the next generation's snapshot. When `model`
+    /// descends from the model compiled last (its change log says so), only
+    /// what changed is compiled and the rest of the snapshot is shared with
+    /// the last one; otherwise everything is compiled anew.
     pub fn compile(&mut self, model: &Model, settings: &Settings) -> (Snapshot, Stats) {
         self.generation += 1;
-        let mut builder = Builder::new(self.generation, dataplane_settings(settings));
-        let mut vpc_index = HashMap::new();
-        for (i, vpc) in model.vpcs().enumerate() {
-            let i = u16::try_from(i).expect("at most 4095 VPCs have distinct VLANs");
-            vpc_index.insert(vpc.id, i);
-            builder.vpc(vpc.vlan, i);
+        let settings = dataplane_settings(settings);
+        let delta = self.last.as_ref().and_then(|(version, last)| {
+            let changes: Vec<Changed> = model.changes().since(*version)?.collect();
+            let vpc_changed = changes.iter().any(|c| matches!(c, Changed::Vpc(_)));
+            (!vpc_changed).then(|| (last.successor(self.generation, settings), Dirty::new(changes)))
+        });
+        let full = delta.is_none();
+        let (mut snap, dirty) = delta.unwrap_or_else(|| {
+            self.state = State::default();
+            let mut snap = Snapshot::new(self.generation, settings);
+            for (i, vpc) in model.vpcs().enumerate() {
+                let i = VpcIndex::try_from(i).expect("at most 4095 VPCs have distinct VLANs");
+                self.state.vpc_index.insert(vpc.id, i);
+                snap.set_vpc(vpc.vlan, i);
+            }
+            (snap, Dirty::everything(model))
+        });
+        let rebuilt = self.state.apply(model, &dirty, &mut snap);
+        let stats = Stats {
+            group_sets: self.state.sets.len(),
+            rebuilt,
+            full,
+        };
+        self.last = Some((
+            model.changes().version(),
+            snap.successor(self.generation, settings),
+        ));
+        (snap, stats)
+    }
+}
+
+/// The objects a compilation has to look at, without repeats.
+#[derive(Default)]
+struct Dirty {
+    groups: Vec<GroupId>,
+    interfaces: Vec<InterfaceId>,
+    prefix_lists: Vec<PrefixListId>,
+}
+
+impl Dirty {
+    fn new(changes: Vec<Changed>) -> Self {
+        let mut seen = HashSet::new();
+        let mut dirty = Dirty::default();
+        for c in changes {
+            if !seen.insert(c) {
+                continue;
+            }
+            match c {
+                Changed::Group(g) => dirty.groups.push(g),
+                Changed::Interface(i) => dirty.interfaces.push(i),
+                Changed::PrefixList(p) => dirty.prefix_lists.push(p),
+                Changed::Vpc(_) => {}
+            }
+        }
+        dirty
+    }
+
+    fn everything(model: &Model) -> Self {
+        Dirty {
+            groups: model.groups().map(|g| g.id).collect(),
+            interfaces: model.interfaces().map(|i| i.id).collect(),
+            prefix_lists: model.prefix_lists().map(|p| p.id).collect(),
+        }
+    }
+}
+
+impl State {
+    /// Brings the compiled state and `snap` from the last model to `model`,
+    /// given what changed; returns how many groups were compiled.
+    fn apply(&mut self, model: &Model, dirty: &Dirty, snap: &mut Snapshot) -> usize {
+        // Slots for new groups first: the sets of new bindings name them.
+        for &g in &dirty.groups {
+            if model.group(g).is_some() && !self.groups.contains_key(&g) {
+                let slot = self.free_slots.pop().unwrap_or_else(|| {
+                    self.next_slot += 1;
+                    self.next_slot - 1
+                });
+                let refs = (Vec::new(), Vec::new());
+                self.groups.insert(g, CompiledGroup { slot, refs });
+            }
         }
 
-        let mut sets = Sets::new(model);
-        let mut stats = Stats::default();
-        let mut groups = HashMap::new();
-        for g in model.groups() {
-            let fp = group_fingerprint(model, g, &sets);
-            let policy = match self.groups.get(&g.id) {
-                Some((old, p)) if *old == fp => Arc::clone(p),
-                _ => {
-                    stats.rebuilt += 1;
-                    Arc::new(compile_group(model, g, &mut sets))
+        // Interfaces: every old endpoint out before any new one goes in, as
+        // an address may move from one interface to another.
+        let mut members_changed = HashSet::new();
+        for id in &dirty.interfaces {
+            if let Some(old) = self.interfaces.remove(id) {
+                for &a in &old.addresses {
+                    snap.remove_endpoint(old.vpc, a);
                 }
-            };
-            groups.insert(g.id, (fp, policy));
+                if let Some(key) = old.set {
+                    for g in key.iter() {
+                        if let Some(m) = self.addrs.members.get_mut(g) {
+                            for a in &old.addresses {
+                                m.remove(a);
+                            }
+                        }
+                        members_changed.insert(*g);
+                    }
+                    self.release_set(key);
+                }
+            }
         }
-        let mut by_set: HashMap<Vec<GroupId>, Arc<GroupSet>> = HashMap::new();
-        for iface in model.interfaces() {
-            let groups = if iface.groups.is_empty() {
-                None
+        for id in &dirty.interfaces {
+            let Some(iface) = model.interface(*id) else {
+                continue;
+            };
+            let vpc = self.vpc_index[&iface.vpc];
+            let (key, set) = if iface.groups.is_empty() {
+                (None, None)
             } else {
                 let mut key = iface.groups.clone();
                 key.sort_unstable();
-                let compiled = match by_set.get(&key) {
-                    Some(c) => Arc::clone(c),
-                    None => {
-                        let policies: Vec<Arc<GroupPolicy>> =
-                            key.iter().map(|g| Arc::clone(&groups[g].1)).collect();
-                        let compiled = match self.sets.get(&key) {
-                            Some(old)
-                                if old.policies.len() == policies.len()
-                                    && old.policies.iter().zip(&policies).all(|(a, b)| Arc::ptr_eq(a, b)) =>
-                            {
-                                Arc::clone(old)
-                            }
-                            _ => Arc::new(GroupSet::new(policies)),
-                        };
-                        by_set.insert(key, Arc::clone(&compiled));
-                        compiled
-                    }
-                };
-                Some(compiled)
+                let key = key.into_boxed_slice();
+                let set = self.acquire_set(&key);
+                for g in key.iter() {
+                    self.addrs
+                        .members
+                        .entry(*g)
+                        .or_default()
+                        .extend(iface.addresses.iter().copied());
+                    members_changed.insert(*g);
+                }
+                (Some(key), Some(set))
             };
-            builder.endpoint(
-                vpc_index[&iface.vpc],
-                &iface.addresses,
-                Endpoint {
+            for &a in &iface.addresses {
+                let endpoint = Endpoint {
                     interface: iface.id.0,
-                    groups,
+                    groups: set.clone(),
+                };
+                snap.insert_endpoint(vpc, a, endpoint);
+            }
+            self.interfaces.insert(
+                *id,
+                CompiledInterface {
+                    vpc,
+                    addresses: iface.addresses.clone(),
+                    set: key,
                 },
             );
         }
-        stats.group_sets = by_set.len();
-        self.groups = groups;
-        self.sets = by_set;
-        (builder.finish(), stats)
+
+        // Who references whom, for the groups whose rules changed.
+        for &g in &dirty.groups {
+            let refs = model.group(g).map(references).unwrap_or_default();
+            let Some(compiled) = self.groups.get_mut(&g) else {
+                continue;
+            };
+            let old = std::mem::replace(&mut compiled.refs, refs);
+            for r in &old.0 {
+                self.group_referrers.entry(*r).or_default().remove(&g);
+            }
+            for r in &old.1 {
+                self.list_referrers.entry(*r).or_default().remove(&g);
+            }
+            for r in &compiled.refs.0 {
+                self.group_referrers.entry(*r).or_default().insert(g);
+            }
+            for r in &compiled.refs.1 {
+                self.list_referrers.entry(*r).or_default().insert(g);
+            }
+        }
+
+        // Compile the changed groups and those whose referenced address sets
+        // changed.
+        let mut rebuild: HashSet<GroupId> = dirty.groups.iter().copied().collect();
+        for g in &members_changed {
+            self.addrs.forget_group(*g);
+            rebuild.extend(self.group_referrers.get(g).into_iter().flatten());
+        }
+        for p in &dirty.prefix_lists {
+            self.addrs.forget_list(*p);
+            rebuild.extend(self.list_referrers.get(p).into_iter().flatten());
+        }
+        let mut rebuilt = 0;
+        for g in &rebuild {
+            let (Some(group), Some(compiled)) = (model.group(*g), self.groups.get(g)) else {
+                continue;
+            };
+            let policy = compile_group(model, group, &mut self.addrs);
+            snap.set_group(compiled.slot, Some(Arc::new(policy)));
+            rebuilt += 1;
+        }
+
+        // Deleted groups and prefix lists. No interface names a deleted group
+        // (the model unbinds or refuses first), so no set names its slot.
+        for &g in &dirty.groups {
+            if model.group(g).is_some() {
+                continue;
+            }
+            if let Some(compiled) = self.groups.remove(&g) {
+                snap.set_group(compiled.slot, None);
+                self.free_slots.push(compiled.slot);
+                for r in &compiled.refs.0 {
+                    self.group_referrers.entry(*r).or_default().remove(&g);
+                }
+                for r in &compiled.refs.1 {
+                    self.list_referrers.entry(*r).or_default().remove(&g);
+                }
+            }
+            self.addrs.members.remove(&g);
+            self.addrs.forget_group(g);
+            self.group_referrers.remove(&g);
+        }
+        for p in &dirty.prefix_lists {
+            if model.prefix_list(*p).is_none() {
+                self.list_referrers.remove(p);
+            }
+        }
+        rebuilt
+    }
+
+    /// The compiled set of `key` (ascending group ids), shared, counted once
+    /// more.
+    fn acquire_set(&mut self, key: &[GroupId]) -> Arc<GroupSet> {
+        if let Some((set, count)) = self.sets.get_mut(key) {
+            *count += 1;
+            return Arc::clone(set);
+        }
+        let members = key.iter().map(|g| (g.0, self.groups[g].slot)).collect();
+        let set = Arc::new(GroupSet::new(members));
+        self.sets.insert(key.into(), (Arc::clone(&set), 1));
+        set
+    }
+
+    /// One interface fewer has set `key`; the last one drops it.
+    fn release_set(&mut self, key: Box<[GroupId]>) {
+        if let Some((_, count)) = self.sets.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.sets.remove(&key);
+            }
+        }
     }
 }
 
-/// A hash of everything one group's part of a policy depends on: its flags, its
-/// rules, and the contents of the address sets they reference.
-fn group_fingerprint(model: &Model, g: &SecurityGroup, sets: &Sets) -> u64 {
-    let mut h = DefaultHasher::new();
-    (g.id, g.stateful, g.intra_group == IntraGroup::Accept).hash(&mut h);
-    for r in &g.rules {
-        r.hash(&mut h);
+/// The groups and prefix lists `group`'s rules reference, without repeats.
+fn references(group: &SecurityGroup) -> (Vec<GroupId>, Vec<PrefixListId>) {
+    let (mut groups, mut lists) = (Vec::new(), Vec::new());
+    for r in &group.rules {
         match r.remote {
-            Some(Remote::Group(id)) => sets.members.get(&id).hash(&mut h),
-            Some(Remote::PrefixList(id)) => model.prefix_list(id).map(|p| &p.cidrs).hash(&mut h),
+            Some(Remote::Group(g)) => groups.push(g),
+            Some(Remote::PrefixList(p)) => lists.push(p),
             _ => {}
         }
     }
-    h.finish()
+    groups.sort_unstable();
+    groups.dedup();
+    lists.sort_unstable();
+    lists.dedup();
+    (groups, lists)
 }
 
-fn compile_group(model: &Model, group: &SecurityGroup, sets: &mut Sets) -> GroupPolicy {
+fn compile_group(model: &Model, group: &SecurityGroup, sets: &mut AddrSets) -> GroupPolicy {
     let mut policy = |direction: Direction| {
         let rules = || group.rules.iter().filter(|r| r.direction == direction);
         let v4: Vec<_> = rules()
@@ -355,7 +565,11 @@ fn orient<T>(rule: &Rule, remote: T, local: T) -> (T, T) {
 
 /// The classifier rule of `rule` for family `A`, or `None` when the rule is of
 /// the other family.
-fn classifier_rule<A: AddrFamily>(model: &Model, rule: &Rule, sets: &mut Sets) -> Option<classify::Rule<A>> {
+fn classifier_rule<A: AddrFamily>(
+    model: &Model,
+    rule: &Rule,
+    sets: &mut AddrSets,
+) -> Option<classify::Rule<A>> {
     if rule.family.is_some_and(|f| f != A::FAMILY) {
         return None;
     }

@@ -9,7 +9,8 @@
 //! Modules:
 //! - [`classify`]: the multi-field classifier engine that decides first packets;
 //! - [`snapshot`]: the immutable snapshot workers read lock-free, which the
-//!   control side compiles from the model;
+//!   control side compiles from the model, in copy-on-write tables ([`cow`])
+//!   so that a new snapshot shares what did not change with the last one;
 //! - [`wire`], [`conntrack`], [`worker`], [`stats`], [`reason`]: zero-copy
 //!   parsing, the per-core connection table, the batch pipeline, per-worker
 //!   counters and drop reasons; [`hugepage`] backs the big tables;
@@ -32,6 +33,7 @@
 
 pub mod classify;
 pub mod conntrack;
+pub mod cow;
 pub mod engine;
 pub mod handoff;
 pub mod hugepage;

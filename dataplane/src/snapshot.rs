@@ -5,10 +5,10 @@
 //! once per batch) and never see the model. It holds:
 //! - the VPC table (outer VLAN ID to VPC);
 //! - the endpoint table: protected address (per VPC, v4 and v6) to [`Endpoint`];
-//! - one [`GroupPolicy`] per security group (an ingress and an egress
-//!   [`Policy`], each a classifier per address family), and one [`GroupSet`]
-//!   per distinct set of bound groups, shared by every interface with that set
-//!   through `Arc`, which refers to its groups' policies;
+//! - the group table: one [`GroupPolicy`] per security group (an ingress and
+//!   an egress [`Policy`], each a classifier per address family) in a slot;
+//!   and one [`GroupSet`] per distinct set of bound groups, shared by every
+//!   interface with that set through `Arc`, which names its groups' slots;
 //! - the settings the dataplane needs, and a generation number.
 //!
 //! [`Snapshot::decide`] is spec section 3 over these tables: the destination's
@@ -20,14 +20,16 @@
 //! would answer; so a change to one group rebuilds that group's classifiers
 //! only, however many sets contain it.
 //!
-//! A snapshot is never changed after it is built: a new model gives a new
-//! snapshot, which reuses the unchanged policies of the old one.
+//! A snapshot is never changed after it is published. The next one starts as
+//! [`Snapshot::successor`], which shares every table (copy-on-write, see
+//! [`crate::cow`]); the control side writes what changed into it, which copies
+//! only the chunks and shards it touches, and publishes it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::classify::{Addr, Classifier, Engine, Key, Match, RuleAction};
+use crate::cow::{Chunks, Shards};
 
 /// The two directions a policy can face.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,51 +57,26 @@ pub struct GroupPolicy {
 }
 
 /// One set of bound groups; shared by every interface bound to exactly that
-/// set.
-#[derive(Debug)]
+/// set. It names its groups' slots in the snapshot's group table, not their
+/// policies, so a group compiled anew is seen by every set containing it
+/// without touching the sets.
+#[derive(Debug, PartialEq, Eq)]
 pub struct GroupSet {
     /// Group ids, ascending.
-    pub groups: Vec<u32>,
-    /// The policies of `groups`, in the same order.
-    pub policies: Box<[Arc<GroupPolicy>]>,
-    /// The groups of the set with `intra_group = accept`, ascending.
-    pub accepting: Vec<u32>,
-    /// Every group of the set is stateful.
-    pub stateful: bool,
+    pub groups: Box<[u32]>,
+    /// The group-table slots of `groups`, in the same order.
+    pub slots: Box<[u32]>,
 }
 
 impl GroupSet {
-    /// The set of `policies` (ascending by id, no repeats).
-    pub fn new(policies: Vec<Arc<GroupPolicy>>) -> Self {
-        debug_assert!(policies.windows(2).all(|w| w[0].id < w[1].id));
+    /// The set of `members`, (group id, slot) pairs with distinct ids.
+    pub fn new(mut members: Vec<(u32, u32)>) -> Self {
+        members.sort_unstable();
+        debug_assert!(members.windows(2).all(|w| w[0].0 < w[1].0));
         GroupSet {
-            groups: policies.iter().map(|p| p.id).collect(),
-            accepting: policies.iter().filter(|p| p.accepting).map(|p| p.id).collect(),
-            stateful: policies.iter().all(|p| p.stateful),
-            policies: policies.into_boxed_slice(),
+            groups: members.iter().map(|m| m.0).collect(),
+            slots: members.iter().map(|m| m.1).collect(),
         }
-    }
-
-    /// The deciding rule over the set's groups for `key` in `direction`.
-    fn lookup<A: Addr>(
-        &self,
-        direction: Direction,
-        key: &Key<A>,
-        pick: impl Fn(&Policy) -> &Engine<A>,
-    ) -> Option<Match> {
-        let mut best: Option<Match> = None;
-        for group in self.policies.iter() {
-            let policy = match direction {
-                Direction::Ingress => &group.ingress,
-                Direction::Egress => &group.egress,
-            };
-            if let Some(m) = pick(policy).lookup(key) {
-                if best.is_none_or(|b| m.rank() < b.rank()) {
-                    best = Some(m);
-                }
-            }
-        }
-        best
     }
 }
 
@@ -146,15 +123,20 @@ pub struct Timeouts {
 pub type VpcIndex = u16;
 
 /// Everything a worker needs to decide first packets. See the module docs.
+///
+/// Its tables are copy-on-write ([`crate::cow`]): [`Snapshot::successor`]
+/// shares them with this one, and the control side's writes to the successor
+/// (before it is published) copy only the chunks and shards they touch.
 #[derive(Debug)]
 pub struct Snapshot {
     pub generation: u64,
     pub settings: Settings,
     /// VPC of each VLAN ID 1-4094 (index 0 = untagged and priority-tagged).
-    vlans: Box<[Option<VpcIndex>; 4096]>,
-    endpoints: Vec<Endpoint>,
-    v4: HashMap<(VpcIndex, u32), u32>,
-    v6: HashMap<(VpcIndex, u128), u32>,
+    vlans: Arc<[Option<VpcIndex>; 4096]>,
+    /// Group policies by slot.
+    groups: Chunks<Option<Arc<GroupPolicy>>>,
+    v4: Shards<(VpcIndex, u32), Endpoint>,
+    v6: Shards<(VpcIndex, u128), Endpoint>,
 }
 
 /// The fields of a first packet that decide it. For ICMP, `src_port` is the type
@@ -204,49 +186,67 @@ pub struct Verdict {
     pub stateful: bool,
 }
 
-/// Builds a [`Snapshot`]; the control side's compiler drives it.
-#[derive(Debug)]
-pub struct Builder {
-    snapshot: Snapshot,
-}
-
-impl Builder {
+impl Snapshot {
+    /// An empty snapshot: no VPC, no group, no endpoint.
     pub fn new(generation: u64, settings: Settings) -> Self {
-        Builder {
-            snapshot: Snapshot {
-                generation,
-                settings,
-                vlans: Box::new([None; 4096]),
-                endpoints: Vec::new(),
-                v4: HashMap::new(),
-                v6: HashMap::new(),
-            },
+        Snapshot {
+            generation,
+            settings,
+            vlans: Arc::new([None; 4096]),
+            groups: Chunks::default(),
+            v4: Shards::default(),
+            v6: Shards::default(),
+        }
+    }
+
+    /// A snapshot with this one's tables (shared until written) under a new
+    /// generation and settings.
+    pub fn successor(&self, generation: u64, settings: Settings) -> Self {
+        Snapshot {
+            generation,
+            settings,
+            vlans: Arc::clone(&self.vlans),
+            groups: self.groups.clone(),
+            v4: self.v4.clone(),
+            v6: self.v6.clone(),
         }
     }
 
     /// Maps a VLAN (`None` = untagged) to a VPC index.
-    pub fn vpc(&mut self, vlan: Option<u16>, vpc: VpcIndex) {
-        self.snapshot.vlans[usize::from(vlan.unwrap_or(0) & 0x0fff)] = Some(vpc);
+    pub fn set_vpc(&mut self, vlan: Option<u16>, vpc: VpcIndex) {
+        Arc::make_mut(&mut self.vlans)[usize::from(vlan.unwrap_or(0) & 0x0fff)] = Some(vpc);
     }
 
-    /// Adds an endpoint owning `addresses` in `vpc`.
-    pub fn endpoint(&mut self, vpc: VpcIndex, addresses: &[IpAddr], endpoint: Endpoint) {
-        let index = u32::try_from(self.snapshot.endpoints.len()).expect("fewer than 2^32 endpoints");
-        self.snapshot.endpoints.push(endpoint);
-        for addr in addresses {
-            match addr {
-                IpAddr::V4(a) => self.snapshot.v4.insert((vpc, u32::from(*a)), index),
-                IpAddr::V6(a) => self.snapshot.v6.insert((vpc, u128::from(*a)), index),
-            };
-        }
+    /// Puts a group's policy in `slot` (`None` empties it).
+    pub fn set_group(&mut self, slot: u32, policy: Option<Arc<GroupPolicy>>) {
+        self.groups.set(slot as usize, policy);
     }
 
-    pub fn finish(self) -> Snapshot {
-        self.snapshot
+    /// The policy in `slot`.
+    pub fn group(&self, slot: u32) -> Option<&GroupPolicy> {
+        self.groups.get(slot as usize).and_then(Option::as_deref)
     }
-}
 
-impl Snapshot {
+    /// Makes `endpoint` the owner of `addr` in `vpc`.
+    pub fn insert_endpoint(&mut self, vpc: VpcIndex, addr: IpAddr, endpoint: Endpoint) {
+        match addr {
+            IpAddr::V4(a) => self.v4.insert((vpc, u32::from(a)), endpoint),
+            IpAddr::V6(a) => self.v6.insert((vpc, u128::from(a)), endpoint),
+        };
+    }
+
+    pub fn remove_endpoint(&mut self, vpc: VpcIndex, addr: IpAddr) {
+        match addr {
+            IpAddr::V4(a) => self.v4.remove(&(vpc, u32::from(a))),
+            IpAddr::V6(a) => self.v6.remove(&(vpc, u128::from(a))),
+        };
+    }
+
+    /// Protected addresses.
+    pub fn endpoint_count(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
     /// The VPC of a frame with this outer VLAN; VLAN 0 (a priority tag) is
     /// untagged.
     pub fn vpc(&self, vlan: Option<u16>) -> Option<VpcIndex> {
@@ -258,11 +258,10 @@ impl Snapshot {
     }
 
     pub fn endpoint(&self, vpc: VpcIndex, addr: IpAddr) -> Option<&Endpoint> {
-        let i = match addr {
+        match addr {
             IpAddr::V4(a) => self.v4.get(&(vpc, u32::from(a))),
             IpAddr::V6(a) => self.v6.get(&(vpc, u128::from(a))),
-        }?;
-        self.endpoints.get(*i as usize)
+        }
     }
 
     /// Decides a burst of first packets: `out[i]` for `pkts[i]`.
@@ -289,11 +288,14 @@ impl Snapshot {
         if dst.is_none() && src.is_none() {
             return unprotected(Some(vpc));
         }
-        let ingress = dst.map(|ep| (ep.interface, check(ep, src, Direction::Ingress, pkt)));
-        let egress = src.map(|ep| (ep.interface, check(ep, dst, Direction::Egress, pkt)));
-        let allowed = ingress.is_none_or(|(_, c)| c.allows()) && egress.is_none_or(|(_, c)| c.allows());
-        let sets = [dst, src].map(|e| e.and_then(|e| e.groups.as_deref()));
-        let stateful = sets.iter().any(Option::is_some) && sets.iter().flatten().all(|s| s.stateful);
+        // Each check also says whether all groups of its set are stateful
+        // (true without a set), read while its groups are visited anyway.
+        let ingress = dst.map(|ep| (ep.interface, self.check(ep, src, Direction::Ingress, pkt)));
+        let egress = src.map(|ep| (ep.interface, self.check(ep, dst, Direction::Egress, pkt)));
+        let allowed = ingress.is_none_or(|(_, c)| c.0.allows()) && egress.is_none_or(|(_, c)| c.0.allows());
+        let filtered = [dst, src].iter().flatten().any(|e| e.groups.is_some());
+        let stateful = filtered && ingress.is_none_or(|(_, c)| c.1) && egress.is_none_or(|(_, c)| c.1);
+        let (ingress, egress) = (ingress.map(|(i, c)| (i, c.0)), egress.map(|(i, c)| (i, c.0)));
         Verdict {
             allowed,
             vpc: Some(vpc),
@@ -304,55 +306,103 @@ impl Snapshot {
     }
 }
 
-/// One interface's policy in one direction; `peer` is the other endpoint, if
-/// protected.
-fn check(ep: &Endpoint, peer: Option<&Endpoint>, direction: Direction, pkt: &Packet) -> Check {
-    let Some(set) = ep.groups.as_deref() else {
-        return Check::NotFiltered;
-    };
-    if let Some(peer_set) = peer.and_then(|p| p.groups.as_deref()) {
-        if let Some(g) = first_common(&set.accepting, &peer_set.groups) {
-            return Check::IntraGroup(g);
+impl Snapshot {
+    /// One interface's policy in one direction (`peer` is the other endpoint,
+    /// if protected), and whether every group of its set is stateful.
+    fn check(
+        &self,
+        ep: &Endpoint,
+        peer: Option<&Endpoint>,
+        direction: Direction,
+        pkt: &Packet,
+    ) -> (Check, bool) {
+        let Some(set) = ep.groups.as_deref() else {
+            return (Check::NotFiltered, true);
+        };
+        if let Some(peer_set) = peer.and_then(|p| p.groups.as_deref()) {
+            if let Some(g) = self.first_common_accepting(set, &peer_set.groups) {
+                let stateful = set
+                    .slots
+                    .iter()
+                    .all(|&s| self.group(s).is_none_or(|g| g.stateful));
+                return (Check::IntraGroup(g), stateful);
+            }
         }
+        let (found, stateful) = match (pkt.src, pkt.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.lookup(
+                set,
+                direction,
+                &Key {
+                    src: u32::from(s),
+                    dst: u32::from(d),
+                    proto: pkt.proto,
+                    src_port: pkt.src_port,
+                    dst_port: pkt.dst_port,
+                },
+                |p| &p.v4,
+            ),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.lookup(
+                set,
+                direction,
+                &Key {
+                    src: u128::from(s),
+                    dst: u128::from(d),
+                    proto: pkt.proto,
+                    src_port: pkt.src_port,
+                    dst_port: pkt.dst_port,
+                },
+                |p| &p.v6,
+            ),
+            // A parsed packet never mixes families.
+            _ => (None, true),
+        };
+        (found.map_or(Check::ImplicitDeny, Check::Rule), stateful)
     }
-    let found = match (pkt.src, pkt.dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => set.lookup(
-            direction,
-            &Key {
-                src: u32::from(s),
-                dst: u32::from(d),
-                proto: pkt.proto,
-                src_port: pkt.src_port,
-                dst_port: pkt.dst_port,
-            },
-            |p| &p.v4,
-        ),
-        (IpAddr::V6(s), IpAddr::V6(d)) => set.lookup(
-            direction,
-            &Key {
-                src: u128::from(s),
-                dst: u128::from(d),
-                proto: pkt.proto,
-                src_port: pkt.src_port,
-                dst_port: pkt.dst_port,
-            },
-            |p| &p.v6,
-        ),
-        // A parsed packet never mixes families.
-        _ => None,
-    };
-    found.map_or(Check::ImplicitDeny, Check::Rule)
-}
 
-/// The smallest element common to two ascending lists.
-fn first_common(a: &[u32], b: &[u32]) -> Option<u32> {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => return Some(a[i]),
+    /// The deciding rule over `set`'s groups for `key` in `direction` (the
+    /// best rank of its groups' deciding rules), and whether all of them are
+    /// stateful.
+    fn lookup<A: Addr>(
+        &self,
+        set: &GroupSet,
+        direction: Direction,
+        key: &Key<A>,
+        pick: impl Fn(&Policy) -> &Engine<A>,
+    ) -> (Option<Match>, bool) {
+        let mut best: Option<Match> = None;
+        let mut stateful = true;
+        for group in set.slots.iter().filter_map(|&slot| self.group(slot)) {
+            stateful &= group.stateful;
+            let policy = match direction {
+                Direction::Ingress => &group.ingress,
+                Direction::Egress => &group.egress,
+            };
+            if let Some(m) = pick(policy).lookup(key) {
+                if best.is_none_or(|b| m.rank() < b.rank()) {
+                    best = Some(m);
+                }
+            }
         }
+        (best, stateful)
     }
-    None
+
+    /// The smallest group of `set` with `intra_group = accept` that is also
+    /// in `peer` (ascending ids).
+    fn first_common_accepting(&self, set: &GroupSet, peer: &[u32]) -> Option<u32> {
+        let (mut i, mut j) = (0, 0);
+        while i < set.groups.len() && j < peer.len() {
+            match set.groups[i].cmp(&peer[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    if self.group(set.slots[i]).is_some_and(|g| g.accepting) {
+                        return Some(set.groups[i]);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        None
+    }
 }

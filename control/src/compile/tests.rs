@@ -316,6 +316,195 @@ proptest! {
     }
 }
 
+/// One change an operator can make; rejected ones (a group still bound, an
+/// address taken) are simply left out.
+#[derive(Clone, Debug)]
+enum Op {
+    AddRule(&'static str, &'static str, Box<RuleSpec>),
+    DeleteFirstRule(&'static str, &'static str),
+    Flags(&'static str, &'static str, bool, bool),
+    /// Interface of host 1-6 (5 and 6 exist only once created), its groups.
+    SetGroups(&'static str, u8, Vec<&'static str>),
+    Create(&'static str, u8, Vec<&'static str>),
+    Delete(&'static str, u8),
+    /// Interface `.0` takes the addresses of host `.1`.
+    Readdress(&'static str, u8, u8),
+    CreateGroup(&'static str, &'static str),
+    DeleteGroup(&'static str, &'static str),
+    PrefixList(&'static str, Vec<&'static str>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let vpc = prop_oneof![Just("a"), Just("b")];
+    let group = prop_oneof![Just("default"), Just("g1"), Just("g2"), Just("g3")];
+    let groups = proptest::sample::subsequence(vec!["default", "g1", "g2", "g3"], 0..=3);
+    prop_oneof![
+        3 => (vpc.clone(), group.clone(), rule_spec()).prop_map(|(v, g, r)| Op::AddRule(v, g, Box::new(r))),
+        2 => (vpc.clone(), group.clone()).prop_map(|(v, g)| Op::DeleteFirstRule(v, g)),
+        1 => (vpc.clone(), group.clone(), any::<bool>(), any::<bool>()).prop_map(|(v, g, s, a)| Op::Flags(v, g, s, a)),
+        3 => (vpc.clone(), 1..7u8, groups.clone()).prop_map(|(v, h, g)| Op::SetGroups(v, h, g)),
+        2 => (vpc.clone(), 5..7u8, groups).prop_map(|(v, h, g)| Op::Create(v, h, g)),
+        1 => (vpc.clone(), 1..7u8).prop_map(|(v, h)| Op::Delete(v, h)),
+        2 => (vpc.clone(), 1..7u8, 1..7u8).prop_map(|(v, h, to)| Op::Readdress(v, h, to)),
+        1 => vpc.clone().prop_map(|v| Op::CreateGroup(v, "g3")),
+        1 => (vpc.clone(), prop_oneof![Just("g1"), Just("g3")]).prop_map(|(v, g)| Op::DeleteGroup(v, g)),
+        1 => (vpc, proptest::sample::subsequence(vec!["198.18.0.1/32", "198.18.0.4/31", "2001:db8::5/128"], 0..=3))
+            .prop_map(|(v, c)| Op::PrefixList(v, c)),
+    ]
+}
+
+fn interface_spec(vpc: &str, host: u8, addr_host: u8, groups: &[&str]) -> InterfaceSpec {
+    InterfaceSpec {
+        vpc: vpc.into(),
+        name: format!("i{host}"),
+        addresses: vec![format!("198.18.0.{addr_host}"), format!("2001:db8::{addr_host}")],
+        groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+        ..InterfaceSpec::default()
+    }
+}
+
+fn apply_op(m: &mut Model, op: &Op) {
+    let first_rule = |m: &Model, v: &str, g: &str| {
+        m.vpc_by_name(v)
+            .and_then(|v| m.group_by_name(v.id, g))
+            .and_then(|g| g.rules.first())
+            .map(|r| r.id.to_string())
+    };
+    let _ = match op {
+        Op::AddRule(v, g, r) => m.add_rules(v, g, std::slice::from_ref(&**r)).map(drop),
+        Op::DeleteFirstRule(v, g) => match first_rule(m, v, g) {
+            Some(id) => m.delete_rule(v, g, &id),
+            None => Ok(()),
+        },
+        Op::Flags(v, g, stateful, accept) => m.update_group(
+            v,
+            g,
+            &crate::model::GroupUpdate {
+                stateful: Some(*stateful),
+                intra_group: Some(if *accept { "accept" } else { "drop" }.into()),
+                ..crate::model::GroupUpdate::default()
+            },
+        ),
+        Op::SetGroups(v, h, g) => {
+            let groups: Vec<String> = g.iter().map(|g| (*g).to_owned()).collect();
+            m.set_interface_groups(v, &format!("i{h}"), &groups)
+        }
+        Op::Create(v, h, g) => m.create_interface(&interface_spec(v, *h, *h, g)).map(drop),
+        Op::Delete(v, h) => m.delete_interface(v, &format!("i{h}")),
+        Op::Readdress(v, h, to) => {
+            let name = format!("i{h}");
+            let groups: Option<Vec<String>> = m
+                .vpc_by_name(v)
+                .and_then(|vpc| m.interface_by_name(vpc.id, &name))
+                .filter(|i| !i.bare_metal)
+                .map(|i| m.interface_groups(i).map(|g| g.name.clone()).collect());
+            match groups {
+                Some(groups) => {
+                    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+                    m.update_interface(v, &name, &interface_spec(v, *h, *to, &groups))
+                }
+                None => Ok(()),
+            }
+        }
+        Op::CreateGroup(v, g) => m
+            .create_group(&GroupSpec {
+                vpc: (*v).into(),
+                name: (*g).into(),
+                ..GroupSpec::default()
+            })
+            .map(drop),
+        Op::DeleteGroup(v, g) => m.delete_group(v, g),
+        Op::PrefixList(v, cidrs) => m.update_prefix_list(
+            v,
+            "pl",
+            &PrefixListSpec {
+                vpc: (*v).into(),
+                name: "pl".into(),
+                description: None,
+                cidrs: cidrs.iter().map(|c| (*c).to_owned()).collect(),
+            },
+        ),
+    };
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// A snapshot compiled from the changes alone, step after step, equals
+    /// the evaluator on the model after every step, and so does the full
+    /// compilation of the same model.
+    #[test]
+    fn snapshots_compiled_from_changes_equal_the_evaluator_at_every_step(
+        plans in proptest::collection::vec(vpc_plan(), 2),
+        steps in proptest::collection::vec(proptest::collection::vec(op(), 1..4), 1..8),
+        packets in proptest::collection::vec(packet(), 1..30),
+    ) {
+        let mut model = build(&plans);
+        let mut compiler = Compiler::new();
+        let (_, stats) = compiler.compile(&model, &Settings::default());
+        prop_assert!(stats.full);
+        for ops in &steps {
+            for op in ops {
+                apply_op(&mut model, op);
+            }
+            let (snap, stats) = compiler.compile(&model, &Settings::default());
+            prop_assert!(!stats.full, "a change compiles from the change");
+            for p in &packets {
+                agree(&model, &snap, p)?;
+            }
+        }
+        let (full, _) = Compiler::new().compile(&model, &Settings::default());
+        for p in &packets {
+            agree(&model, &full, p)?;
+        }
+    }
+}
+
+#[test]
+fn a_model_that_does_not_descend_from_the_last_compiled_is_compiled_in_full() {
+    let mut model = tiers();
+    let mut compiler = Compiler::new();
+    compiler.compile(&model, &Settings::default());
+    let rule = RuleSpec {
+        direction: "ingress".into(),
+        protocol: Scalar::from("tcp"),
+        ports: Some(Scalar::from("2222")),
+        ..RuleSpec::default()
+    };
+    // A copy changed and compiled, as a change through the API is.
+    let mut copy = model.clone();
+    copy.add_rules("prod", "bastion", std::slice::from_ref(&rule))
+        .unwrap();
+    let (_, stats) = compiler.compile(&copy, &Settings::default());
+    assert_eq!((stats.full, stats.rebuilt), (false, 1));
+    // The original, changed apart, is not the copy plus a change.
+    model.add_rules("prod", "web", &[rule]).unwrap();
+    let (snap, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!((stats.full, stats.rebuilt), (true, 4));
+    let p = snapshot::Packet {
+        vlan: None,
+        src: "198.51.100.7".parse().unwrap(),
+        dst: "198.18.3.10".parse().unwrap(),
+        proto: 6,
+        src_port: 40000,
+        dst_port: 2222,
+    };
+    assert!(
+        !snap.decide(&p).allowed,
+        "bastion's rule is the copy's, not this model's"
+    );
+    // A new VPC is compiled in full too.
+    model
+        .create_vpc(&VpcSpec {
+            name: "dev".into(),
+            vlan: Some(20),
+            description: None,
+        })
+        .unwrap();
+    assert!(compiler.compile(&model, &Settings::default()).1.full);
+    assert!(!compiler.compile(&model, &Settings::default()).1.full);
+}
+
 fn tiers() -> Model {
     crate::config::Config::parse(
         include_str!("../../../docs/examples/web-db-bastion.toml"),

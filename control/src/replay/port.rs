@@ -187,7 +187,7 @@ mod tests {
     /// unprotected traffic: well-formed frames cross, a malformed one is dropped.
     #[test]
     fn forward_sends_each_frame_where_its_action_says() {
-        use rampart_dataplane::snapshot::{Builder, Settings, Timeouts};
+        use rampart_dataplane::snapshot::{Settings, Timeouts};
         use rampart_dataplane::worker::Config;
         use rampart_testkit::frames::Spec;
 
@@ -204,7 +204,7 @@ mod tests {
             icmp_echo: t,
             other: t,
         };
-        let mut builder = Builder::new(
+        let mut snap = Snapshot::new(
             1,
             Settings {
                 forward_unprotected: true,
@@ -216,8 +216,7 @@ mod tests {
                 timeouts,
             },
         );
-        builder.vpc(None, 0);
-        let snap = builder.finish();
+        snap.set_vpc(None, 0);
         let mut worker = Worker::new(Config::for_capacity(1024));
         let good = Spec::udp("198.18.0.1".parse().unwrap(), 1, "198.18.0.2".parse().unwrap(), 2).build();
         let mut a = MemoryPort::default();
