@@ -582,8 +582,9 @@ fn acknowledged_changes_survive_random_sigkills() {
     let initial = web_rules(&api).expect("running");
 
     let done = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let kills = {
-        let (done, fw, dir) = (Arc::clone(&done), t.fw.clone(), dir.to_owned());
+        let (done, killed, fw, dir) = (Arc::clone(&done), Arc::clone(&killed), t.fw.clone(), dir.to_owned());
         std::thread::spawn(move || {
             let mut seed = std::process::id() as u64 | 1;
             let mut d = Some(d);
@@ -595,6 +596,7 @@ fn acknowledged_changes_survive_random_sigkills() {
                 std::thread::sleep(Duration::from_millis(100 + seed % 400));
                 drop(d.take()); // SIGKILL, at whatever moment the client is at
                 kills += 1;
+                killed.store(kills, Ordering::Relaxed);
                 d = Some(Daemon::start(&fw, &dir, CONFIG));
             }
             (kills, d)
@@ -607,7 +609,8 @@ fn acknowledged_changes_survive_random_sigkills() {
     let mut acknowledged = 0;
     let mut checks = 0;
     let mut port = 10_000;
-    while acknowledged < 500 {
+    // At least 500 acknowledged changes and 5 kills, however fast changes are.
+    while acknowledged < 500 || killed.load(Ordering::Relaxed) < 5 {
         // Add two rules, then delete the older one: the model changes both ways.
         let op_add = expected.len() < initial.len() + 3;
         let result = if op_add {

@@ -115,7 +115,7 @@ impl std::error::Error for ApplyError {}
 impl Control {
     /// Saves, compiles and publishes `model` (already validated); does not wait.
     pub fn publish(&mut self, mut model: Model, from_file: bool) -> Result<Applied, ApplyError> {
-        if let Some(state) = &self.state {
+        if let Some(state) = &mut self.state {
             state.save(&model, from_file).map_err(|e| ApplyError::Persist {
                 dir: state.path().to_owned(),
                 error: e.to_string(),

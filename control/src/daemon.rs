@@ -243,7 +243,7 @@ fn load(opts: &Options) -> Result<Loaded, RunError> {
         appliance.workers,
         mem_available(),
     )?;
-    let state = StateDir::open(&opts.state_dir).map_err(setup)?;
+    let mut state = StateDir::open(&opts.state_dir).map_err(setup)?;
     let token = state.token(opts.token_file.as_deref()).map_err(setup)?;
     let (model_origin, from_file) = match state.load().map_err(setup)? {
         Some(saved) => {

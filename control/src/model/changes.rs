@@ -13,9 +13,16 @@
 //! The log is part of the model's state in memory only: it is not serialized
 //! (a loaded model starts a chain of its own) and it does not take part in
 //! equality.
+//!
+//! The maps are persistent ([`imbl::OrdMap`]): a copy shares every node with
+//! its original until one of them writes, which copies the nodes on the path
+//! to the written key. Copying a model of any size is therefore cheap, which
+//! is what a change (made on a copy, published if valid) and a reader of the
+//! published model rely on.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
+
+use imbl::OrdMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -146,27 +153,27 @@ impl TrackedKey for PrefixListId {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 #[serde(bound(
-    serialize = "K: Serialize, V: Serialize",
-    deserialize = "K: Deserialize<'de> + Ord, V: Deserialize<'de>"
+    serialize = "K: Serialize + Ord + Clone, V: Serialize + Clone",
+    deserialize = "K: Deserialize<'de> + Ord + Clone, V: Deserialize<'de> + Clone"
 ))]
-pub struct Tracked<K, V> {
-    map: BTreeMap<K, V>,
+pub struct Tracked<K: Ord + Clone, V: Clone> {
+    map: OrdMap<K, V>,
 }
 
-impl<K, V> Default for Tracked<K, V> {
+impl<K: Ord + Clone, V: Clone> Default for Tracked<K, V> {
     fn default() -> Self {
-        Tracked { map: BTreeMap::new() }
+        Tracked { map: OrdMap::new() }
     }
 }
 
-impl<K, V> Deref for Tracked<K, V> {
-    type Target = BTreeMap<K, V>;
-    fn deref(&self) -> &BTreeMap<K, V> {
+impl<K: Ord + Clone, V: Clone> Deref for Tracked<K, V> {
+    type Target = OrdMap<K, V>;
+    fn deref(&self) -> &OrdMap<K, V> {
         &self.map
     }
 }
 
-impl<K: TrackedKey, V> Tracked<K, V> {
+impl<K: TrackedKey, V: Clone> Tracked<K, V> {
     pub fn insert(&mut self, changes: &mut Changes, key: K, value: V) -> Option<V> {
         changes.record(key.changed());
         self.map.insert(key, value)

@@ -43,7 +43,6 @@ mod spec;
 mod types;
 mod vpcs;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use changes::Tracked;
@@ -141,6 +140,57 @@ struct NextIds {
     prefix_list: u32,
 }
 
+/// The changed objects of a model since a version, with everything else a
+/// model holds besides its objects (quotas, next ids): what the state
+/// directory's journal records for one change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    quotas: Quotas,
+    next: NextIds,
+    vpcs: Vec<Vpc>,
+    groups: Vec<SecurityGroup>,
+    interfaces: Vec<Interface>,
+    prefix_lists: Vec<PrefixList>,
+    removed: Vec<Removed>,
+}
+
+impl Delta {
+    /// Objects written or removed.
+    pub fn len(&self) -> usize {
+        self.vpcs.len()
+            + self.groups.len()
+            + self.interfaces.len()
+            + self.prefix_lists.len()
+            + self.removed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An object a [`Delta`] removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Removed {
+    Vpc(VpcId),
+    Group(GroupId),
+    Interface(InterfaceId),
+    PrefixList(PrefixListId),
+}
+
+impl From<Changed> for Removed {
+    fn from(c: Changed) -> Self {
+        match c {
+            Changed::Vpc(id) => Removed::Vpc(id),
+            Changed::Group(id) => Removed::Group(id),
+            Changed::Interface(id) => Removed::Interface(id),
+            Changed::PrefixList(id) => Removed::PrefixList(id),
+        }
+    }
+}
+
 /// The whole security-group model. See the module documentation.
 ///
 /// It serializes exactly (ids and the next ids included) for the state
@@ -156,9 +206,9 @@ pub struct Model {
     prefix_lists: Tracked<PrefixListId, PrefixList>,
     /// Which interface owns an address, per VPC.
     #[serde(skip)]
-    addresses: HashMap<(VpcId, IpAddr), InterfaceId>,
+    addresses: imbl::HashMap<(VpcId, IpAddr), InterfaceId>,
     #[serde(skip)]
-    interface_names: HashMap<(VpcId, String), InterfaceId>,
+    interface_names: imbl::HashMap<(VpcId, String), InterfaceId>,
     next: NextIds,
     /// What changed, for the compiler; not part of the model's value.
     #[serde(skip)]
@@ -492,7 +542,92 @@ impl Model {
     /// A model from [`Model::to_state`]'s output, its indexes rebuilt and its
     /// references checked; an error names what is wrong.
     pub fn from_state(text: &str) -> Result<Model, String> {
+        Model::from_state_and_deltas(text, std::iter::empty())
+    }
+
+    /// A model from [`Model::to_state`]'s output with `deltas` applied in
+    /// order, then its indexes rebuilt and its references checked.
+    pub fn from_state_and_deltas(
+        text: &str,
+        deltas: impl IntoIterator<Item = Delta>,
+    ) -> Result<Model, String> {
         let mut m: Model = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        for d in deltas {
+            m.apply_delta(d);
+        }
+        m.reindexed()
+    }
+
+    /// What changed since `version` as the changed objects' new values and
+    /// the removed ones' keys, or `None` when `version` is not on this
+    /// model's chain ([`Changes::since`]).
+    pub fn delta_since(&self, version: u64) -> Option<Delta> {
+        let mut seen = std::collections::HashSet::new();
+        let mut d = Delta {
+            quotas: self.quotas,
+            next: self.next,
+            vpcs: Vec::new(),
+            groups: Vec::new(),
+            interfaces: Vec::new(),
+            prefix_lists: Vec::new(),
+            removed: Vec::new(),
+        };
+        for c in self.changes.since(version)? {
+            if !seen.insert(c) {
+                continue;
+            }
+            let found = match c {
+                Changed::Vpc(id) => self.vpcs.get(&id).cloned().map(|v| d.vpcs.push(v)),
+                Changed::Group(id) => self.groups.get(&id).cloned().map(|g| d.groups.push(g)),
+                Changed::Interface(id) => self.interfaces.get(&id).cloned().map(|i| d.interfaces.push(i)),
+                Changed::PrefixList(id) => self
+                    .prefix_lists
+                    .get(&id)
+                    .cloned()
+                    .map(|p| d.prefix_lists.push(p)),
+            };
+            if found.is_none() {
+                d.removed.push(c.into());
+            }
+        }
+        Some(d)
+    }
+
+    /// Writes a [`Delta`]'s objects and removals into the maps as they are;
+    /// the indexes are rebuilt by [`Model::reindexed`] afterwards.
+    fn apply_delta(&mut self, d: Delta) {
+        self.quotas = d.quotas;
+        self.next = d.next;
+        for r in d.removed {
+            match r {
+                Removed::Vpc(id) => drop(self.vpcs.remove(&mut self.changes, &id)),
+                Removed::Group(id) => drop(self.groups.remove(&mut self.changes, &id)),
+                Removed::Interface(id) => drop(self.interfaces.remove(&mut self.changes, &id)),
+                Removed::PrefixList(id) => drop(self.prefix_lists.remove(&mut self.changes, &id)),
+            }
+        }
+        for v in d.vpcs {
+            self.vpcs.insert(&mut self.changes, v.id, v);
+        }
+        for g in d.groups {
+            self.groups.insert(&mut self.changes, g.id, g);
+        }
+        for i in d.interfaces {
+            self.interfaces.insert(&mut self.changes, i.id, i);
+        }
+        for p in d.prefix_lists {
+            self.prefix_lists.insert(&mut self.changes, p.id, p);
+        }
+    }
+
+    /// The model with its indexes rebuilt from its objects and its
+    /// references checked.
+    fn reindexed(mut self) -> Result<Model, String> {
+        let m = &mut self;
+        m.addresses = imbl::HashMap::new();
+        m.interface_names = imbl::HashMap::new();
+        // A loaded model starts a change log of its own.
+        m.changes = Changes::default();
         let interfaces: Vec<Interface> = m.interfaces.values().cloned().collect();
         for iface in &interfaces {
             if !m.vpcs.contains_key(&iface.vpc) {
@@ -539,7 +674,7 @@ impl Model {
                 }
             }
         }
-        Ok(m)
+        Ok(self)
     }
 
     // ---------------------------------------------------------------- VPCs
