@@ -584,7 +584,12 @@ fn acknowledged_changes_survive_random_sigkills() {
     let done = Arc::new(AtomicBool::new(false));
     let killed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let kills = {
-        let (done, killed, fw, dir) = (Arc::clone(&done), Arc::clone(&killed), t.fw.clone(), dir.to_owned());
+        let (done, killed, fw, dir) = (
+            Arc::clone(&done),
+            Arc::clone(&killed),
+            t.fw.clone(),
+            dir.to_owned(),
+        );
         std::thread::spawn(move || {
             let mut seed = std::process::id() as u64 | 1;
             let mut d = Some(d);

@@ -11,6 +11,11 @@
 //! 3. [`Control::wait_enforced`] returns once every worker runs that
 //!    snapshot's generation, or says which workers did not within the timeout.
 //!
+//! Readers never take that lock: [`Control::publish`] also publishes the
+//! model itself as a [`Published`] view (a copy of a persistent model costs
+//! nothing like its size), which GETs read lock-free while a change is in
+//! flight.
+//!
 //! Nothing here knows HTTP: errors are [`ApplyError`], which the API turns
 //! into answers.
 
@@ -27,6 +32,7 @@ use rampart_dataplane::stats::Counters;
 use crate::compile::Compiler;
 use crate::config::Config;
 use crate::model::Model;
+use crate::settings::Settings;
 use crate::state::StateDir;
 
 /// How long a change waits for every worker to run its snapshot.
@@ -47,6 +53,30 @@ pub struct Control {
     /// The model is the config file's, unchanged through the API.
     pub from_file: bool,
     pub enforce_timeout: Duration,
+    /// The model and settings as last published, for readers.
+    pub published: Arc<ArcSwap<Published>>,
+}
+
+/// The model as last published: what readers see, without the lock.
+#[derive(Debug)]
+pub struct Published {
+    pub model: Model,
+    pub settings: Settings,
+    /// The model is the config file's, unchanged through the API.
+    pub from_file: bool,
+    /// The snapshot generation compiled from it.
+    pub generation: u64,
+}
+
+impl Published {
+    pub fn of(config: &Config, from_file: bool, generation: u64) -> Arc<Self> {
+        Arc::new(Published {
+            model: config.model.clone(),
+            settings: config.settings,
+            from_file,
+            generation,
+        })
+    }
 }
 
 impl fmt::Debug for Control {
@@ -132,6 +162,8 @@ impl Control {
         }
         self.config.model = model;
         self.from_file = from_file;
+        self.published
+            .store(Published::of(&self.config, from_file, generation));
         Ok(Applied {
             generation,
             compile_ms: started.elapsed().as_secs_f64() * 1e3,

@@ -37,7 +37,7 @@ use crate::wake::{self, WakeLatency};
 /// Parcels in each worker's hand-off mailbox (2 KiB each).
 const HANDOFF_DEPTH: usize = 4096;
 use crate::api::{self, Api};
-use crate::apply::{self, Control};
+use crate::apply::{self, Control, Published};
 use crate::compile::Compiler;
 use crate::config::{Config, ConfigError, Summary};
 use crate::metrics::{Metrics, Sources};
@@ -391,8 +391,16 @@ fn control_api(
     snapshots: &Arc<ArcSwap<Snapshot>>,
     opened: Opened,
 ) -> Api {
+    let generation = snapshots.load().generation;
+    let published = Arc::new(ArcSwap::new(Published::of(
+        &loaded.config,
+        loaded.from_file,
+        generation,
+    )));
     Api {
+        published: Arc::clone(&published),
         control: tokio::sync::Mutex::new(Control {
+            published,
             config_path: opts.config.clone(),
             config: loaded.config,
             compiler,

@@ -53,8 +53,8 @@ impl RuleView {
 type Group = Path<(String, String)>;
 
 pub async fn list(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer<GroupList> {
-    api.read(|c| {
-        let m = &c.config.model;
+    api.read(|p| {
+        let m = &p.model;
         let id = vpc_id(m, &vpc)?;
         Ok(GroupList {
             security_groups: m.groups_in(id).map(|g| GroupView::of(m, g)).collect(),
@@ -64,8 +64,8 @@ pub async fn list(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answe
 }
 
 pub async fn show(State(api): State<Arc<Api>>, Path((vpc, sg)): Group) -> Answer<GroupView> {
-    api.read(|c| {
-        let m = &c.config.model;
+    api.read(|p| {
+        let m = &p.model;
         let id = vpc_id(m, &vpc)?;
         let g = m
             .resolve_group(id, &sg)

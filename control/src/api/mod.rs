@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -42,7 +43,7 @@ use tokio::sync::Mutex;
 
 pub use self::error::{ApiError, Body};
 use self::types::{Created, Enforced, Nothing};
-use crate::apply::{Applied, Control};
+use crate::apply::{Applied, Control, Published};
 use crate::metrics::Metrics;
 use crate::model::{Errors, Interface, Model, PrefixList, VpcId};
 
@@ -53,6 +54,8 @@ pub const BODY_LIMIT: usize = 4 << 20;
 #[derive(Debug)]
 pub struct Api {
     pub control: Mutex<Control>,
+    /// The model as last published (the same view the control publishes).
+    pub published: Arc<ArcSwap<Published>>,
     pub token: String,
     pub metrics: Metrics,
 }
@@ -172,10 +175,10 @@ impl Api {
         .await
     }
 
-    /// Answers `view` of the model, read under the lock.
-    async fn read<T: Serialize>(&self, view: impl FnOnce(&Control) -> Result<T, ApiError>) -> Answer<T> {
-        let c = self.control.lock().await;
-        view(&c).map(Reply)
+    /// Answers `view` of the model as last published, without waiting for
+    /// a change in flight.
+    async fn read<T: Serialize>(&self, view: impl FnOnce(&Published) -> Result<T, ApiError>) -> Answer<T> {
+        view(&self.published.load()).map(Reply)
     }
 }
 

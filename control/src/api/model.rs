@@ -20,15 +20,15 @@ use crate::explain;
 
 /// `GET /v1/model`.
 pub async fn show(State(api): State<Arc<Api>>) -> Reply<ModelView> {
-    let c = api.control.lock().await;
-    let m = &c.config.model;
+    let p = api.published.load();
+    let m = &p.model;
     Reply(ModelView {
         vpcs: m.vpcs().map(|v| VpcView::of(m, v)).collect(),
         security_groups: m.groups().map(|g| GroupView::of(m, g)).collect(),
         interfaces: m.interfaces().map(|i| InterfaceView::of(m, i)).collect(),
         prefix_lists: m.prefix_lists().map(|p| PrefixListView::of(m, p)).collect(),
-        from_file: c.from_file,
-        generation: c.published_generation(),
+        from_file: p.from_file,
+        generation: p.generation,
     })
 }
 
@@ -129,15 +129,15 @@ pub async fn reload_on_hangup(api: Arc<Api>, hup: Arc<AtomicBool>, stop: Arc<Ato
 
 /// `POST /v1/explain`: would the packet pass the live model, and why.
 pub async fn explain(State(api): State<Arc<Api>>, Body(req): Body<ExplainRequest>) -> Answer<Explained> {
-    api.read(|c| {
-        let m = &c.config.model;
+    api.read(|p| {
+        let m = &p.model;
         let vlan = match &req.vpc {
             None => req.vlan,
             Some(name) => m.vpc(vpc_id(m, name)?).and_then(|v| v.vlan),
         };
         let words: Vec<String> = req.packet.split_whitespace().map(str::to_owned).collect();
         let pkt = explain::parse_packet(&words, vlan).map_err(|e| ApiError::field("invalid", "packet", e))?;
-        let e = explain::explain(m, &c.config.settings, &pkt);
+        let e = explain::explain(m, &p.settings, &pkt);
         Ok(Explained {
             allowed: e.allowed,
             stateful: e.tracked,

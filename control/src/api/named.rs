@@ -35,16 +35,16 @@ pub trait Named: Send + Sync + 'static {
 type InVpc = Path<(String, String)>;
 
 pub async fn list<N: Named>(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer<N::List> {
-    api.read(|c| {
-        let m = &c.config.model;
+    api.read(|p| {
+        let m = &p.model;
         Ok(N::list(m, vpc_id(m, &vpc)?))
     })
     .await
 }
 
 pub async fn show<N: Named>(State(api): State<Arc<Api>>, Path((vpc, name)): InVpc) -> Answer<N::View> {
-    api.read(|c| {
-        let m = &c.config.model;
+    api.read(|p| {
+        let m = &p.model;
         N::show(m, vpc_id(m, &vpc)?, &name)
             .ok_or_else(|| ApiError::not_found(&format!("{} {name:?} in vpc {vpc:?}", N::NOUN)))
     })

@@ -25,8 +25,8 @@ pub async fn health(State(api): State<Arc<Api>>) -> Reply<Health> {
 /// `GET /metrics` (open): Prometheus text, interfaces named `vpc/name`.
 pub async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let names = {
-        let c = api.control.lock().await;
-        let m = &c.config.model;
+        let p = api.published.load();
+        let m = &p.model;
         m.interfaces()
             .map(|i| {
                 let vpc = m.vpc(i.vpc).map_or("?", |v| v.name.as_str());

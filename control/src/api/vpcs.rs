@@ -24,16 +24,16 @@ impl VpcView {
 }
 
 pub async fn list(State(api): State<Arc<Api>>) -> Reply<VpcList> {
-    let c = api.control.lock().await;
-    let m = &c.config.model;
+    let p = api.published.load();
+    let m = &p.model;
     Reply(VpcList {
         vpcs: m.vpcs().map(|v| VpcView::of(m, v)).collect(),
     })
 }
 
 pub async fn show(State(api): State<Arc<Api>>, Path(vpc): Path<String>) -> Answer<VpcView> {
-    api.read(|c| {
-        let m = &c.config.model;
+    api.read(|p| {
+        let m = &p.model;
         let v = m
             .vpc(vpc_id(m, &vpc)?)
             .ok_or_else(|| ApiError::not_found("vpc"))?;
