@@ -5,9 +5,11 @@
 //! It runs the real daemon (`rampart run`, the binary built beside this one)
 //! in a namespace between two veth pairs with the model in its config file
 //! (timing the start-up, from the process's start to "running"), then times
-//! `changes` requests alternately adding a rule to a group and deleting it
-//! again: each answer comes only when every worker runs the new snapshot, so
-//! the time is call-to-enforced. Once with `idle = adaptive` (workers asleep
+//! `changes` requests of each kind of change of [`crate::update`]: a rule
+//! added to a group and deleted again, an interface bound to one more group
+//! and unbound again, one entry of the 1000-entry prefix list replaced. Each
+//! answer comes only when every worker runs the new snapshot, so the time is
+//! call-to-enforced. Once with `idle = adaptive` (workers asleep
 //! between changes, woken by their doorbell) and once with `idle = busy`.
 //! Needs root.
 
@@ -24,12 +26,13 @@ use crate::netns::{spawn_in, veth, Namespaces};
 use crate::update;
 
 /// How to measure: the model of the update benchmark, changed through the API.
-pub use crate::update::{Plan, SetMix};
+pub use crate::update::{Change, Plan, SetMix};
 
 /// One result; the JSON line has exactly these fields.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub idle: String,
+    pub change: Change,
     pub groups: usize,
     pub rules: usize,
     pub interfaces: usize,
@@ -174,8 +177,8 @@ fn call(agent: &ureq::Agent, token: &str, method: &str, path: &str, body: Option
 
 /// Runs the measurement.
 pub fn run(plan: Plan) -> Result<Vec<Report>> {
-    if plan.groups < 2 || plan.rules_per_group == 0 || plan.changes < 2 {
-        bail!("--groups must be at least 2, --rules at least 1, --changes at least 2");
+    if plan.groups < 4 || plan.rules_per_group == 0 || plan.changes < 2 {
+        bail!("--groups must be at least 4, --rules at least 1, --changes at least 2");
     }
     let bin = rampart_binary()?;
     let ns = Namespaces::create(&format!("rbapi{}", std::process::id() % 100_000), &["fw", "peer"])?;
@@ -188,44 +191,73 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
         let token = std::fs::read_to_string(daemon.dir.join("state/token"))?
             .trim()
             .to_owned();
-        let mut times = spawn_in(ns.get("fw"), None, move || {
+        let timed = spawn_in(ns.get("fw"), None, move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_global(Some(Duration::from_secs(60)))
                 .build()
                 .into();
-            let mut times = Vec::with_capacity(plan.changes);
-            for c in 0..plan.changes / 2 {
-                let rules = format!("/v1/vpcs/prod/security-groups/g{}/rules", (c * 37) % plan.groups);
-                let rule = json!({ "direction": "ingress", "protocol": "udp", "ports": 20000 + c });
+            let call =
+                |method: &str, path: &str, body: Option<&Value>| call(&agent, &token, method, path, body);
+            let timed = |method: &str, path: &str, body: Option<&Value>, times: &mut Vec<f64>| {
                 let t = Instant::now();
-                let added = call(&agent, &token, "POST", &rules, Some(&rule))?;
+                let answer = call(method, path, body)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
-                let id = added["ids"][0]
-                    .as_str()
-                    .ok_or_else(|| anyhow!("no rule id in {added}"))?;
-                let t = Instant::now();
-                call(&agent, &token, "DELETE", &format!("{rules}/{id}"), None)?;
-                times.push(t.elapsed().as_secs_f64() * 1e3);
+                Ok::<Value, anyhow::Error>(answer)
+            };
+            let mut all = Vec::new();
+            for kind in Change::ALL {
+                let mut times = Vec::with_capacity(plan.changes);
+                for c in 0..plan.changes / 2 {
+                    match kind {
+                        Change::Rule => {
+                            let rules =
+                                format!("/v1/vpcs/prod/security-groups/g{}/rules", (c * 37) % plan.groups);
+                            let rule =
+                                json!({ "direction": "ingress", "protocol": "udp", "ports": 20000 + c });
+                            let added = timed("POST", &rules, Some(&rule), &mut times)?;
+                            let id = added["ids"][0]
+                                .as_str()
+                                .ok_or_else(|| anyhow!("no rule id in {added}"))?;
+                            timed("DELETE", &format!("{rules}/{id}"), None, &mut times)?;
+                        }
+                        Change::Membership => {
+                            let (iface, group) = update::membership_target(c, plan);
+                            let path = format!("/v1/vpcs/prod/interfaces/{iface}/groups/{group}");
+                            timed("PUT", &path, Some(&json!({})), &mut times)?;
+                            timed("DELETE", &path, None, &mut times)?;
+                        }
+                        Change::PrefixList => {
+                            for k in [2 * c, 2 * c + 1] {
+                                let spec = serde_json::to_value(update::prefix_list(Some((k * 31, k))))?;
+                                timed("PUT", "/v1/vpcs/prod/prefix-lists/pl", Some(&spec), &mut times)?;
+                            }
+                        }
+                    }
+                }
+                all.push((kind, times));
             }
-            Ok(times)
+            Ok(all)
         })
         .join()
         .map_err(|_| anyhow!("client panicked"))??;
         drop(daemon);
-        times.sort_by(f64::total_cmp);
-        reports.push(Report {
-            idle: idle.to_owned(),
-            groups: plan.groups,
-            rules: plan.groups * plan.rules_per_group,
-            interfaces: plan.interfaces,
-            set_mix: plan.set_mix,
-            changes: times.len(),
-            start_ms,
-            p50_ms: percentile(&times, 0.5),
-            p99_ms: percentile(&times, 0.99),
-            max_ms: times[times.len() - 1],
-        });
+        for (change, mut times) in timed {
+            times.sort_by(f64::total_cmp);
+            reports.push(Report {
+                idle: idle.to_owned(),
+                change,
+                groups: plan.groups,
+                rules: plan.groups * plan.rules_per_group,
+                interfaces: plan.interfaces,
+                set_mix: plan.set_mix,
+                changes: times.len(),
+                start_ms,
+                p50_ms: percentile(&times, 0.5),
+                p99_ms: percentile(&times, 0.99),
+                max_ms: times[times.len() - 1],
+            });
+        }
     }
     Ok(reports)
 }
@@ -233,16 +265,27 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
 /// The table.
 pub fn render(reports: &[Report]) -> String {
     let mut s = String::from(
-        "one-rule changes through the REST API of a running rampart, answered when every worker enforces them\n",
+        "changes through the REST API of a running rampart, answered when every worker enforces them\n",
     );
     s.push_str(&format!(
-        "{:<9} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10} {:>8} {:>8} {:>8}\n",
-        "idle", "groups", "rules", "interfaces", "sets", "changes", "start ms", "p50 ms", "p99 ms", "max ms"
+        "{:<9} {:<12} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10} {:>8} {:>8} {:>8}\n",
+        "idle",
+        "change",
+        "groups",
+        "rules",
+        "interfaces",
+        "sets",
+        "changes",
+        "start ms",
+        "p50 ms",
+        "p99 ms",
+        "max ms"
     ));
     for r in reports {
         s.push_str(&format!(
-            "{:<9} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2}\n",
+            "{:<9} {:<12} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2}\n",
             r.idle,
+            r.change.name(),
             r.groups,
             r.rules,
             r.interfaces,

@@ -154,7 +154,7 @@ pub fn model(plan: Plan) -> Model {
 
 /// The prefix list: [`PREFIX_LIST_ENTRIES`] /32s, entry `k % entries`
 /// replaced by another address for change `Some((k, c))`.
-fn prefix_list(change: Option<(usize, usize)>) -> PrefixListSpec {
+pub fn prefix_list(change: Option<(usize, usize)>) -> PrefixListSpec {
     let mut cidrs: Vec<String> = (0..PREFIX_LIST_ENTRIES)
         .map(|e| format!("198.19.{}.{}/32", e / 256, e % 256))
         .collect();
@@ -264,15 +264,20 @@ fn membership_change(m: &mut Model, c: usize, plan: Plan, bound: &mut Option<(St
         m.unbind_group("prod", &iface, &group).expect("unbind");
         return;
     }
+    let (iface, group) = membership_target(c, plan);
+    m.bind_group("prod", &iface, &group).expect("bind");
+    *bound = Some((iface, group));
+}
+
+/// Membership change `c`'s interface and a group it is not bound to.
+pub fn membership_target(c: usize, plan: Plan) -> (String, String) {
     let i = (c * 7919) % plan.interfaces;
-    let iface = format!("i{i}");
     let current = interface(i, plan).groups.unwrap_or_default();
     let group = (0..plan.groups)
         .map(|k| format!("g{}", (c * 13 + k) % plan.groups))
         .find(|g| !current.contains(g))
         .expect("an interface has at most three groups of at least four");
-    m.bind_group("prod", &iface, &group).expect("bind");
-    *bound = Some((iface, group));
+    (format!("i{i}"), group)
 }
 
 /// The change of `kind` numbered `c`; `state` carries what the last one did.

@@ -336,7 +336,7 @@ fn wakeup_measures_single_probes_through_a_busy_and_a_sleeping_worker() {
 }
 
 #[test]
-fn api_times_rule_changes_through_the_running_daemon() {
+fn api_times_each_kind_of_change_through_the_running_daemon() {
     let (code, _, stderr) = bench(&["api", "--changes", "1"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("--changes at least 2"), "{stderr}");
@@ -356,8 +356,22 @@ fn api_times_rule_changes_through_the_running_daemon() {
     let (code, stdout, stderr) = bench(&args);
     assert_eq!(code, 0, "{stderr}");
     let rows = json_rows(&stdout);
-    let idle: Vec<_> = rows.iter().map(|r| r["idle"].as_str()).collect();
-    assert_eq!(idle, [Some("adaptive"), Some("busy")], "{stdout}");
+    let kinds: Vec<_> = rows
+        .iter()
+        .map(|r| (r["idle"].as_str().unwrap(), r["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("adaptive", "rule"),
+            ("adaptive", "membership"),
+            ("adaptive", "prefix_list"),
+            ("busy", "rule"),
+            ("busy", "membership"),
+            ("busy", "prefix_list")
+        ],
+        "{stdout}"
+    );
     for r in &rows {
         assert_eq!(
             (r["rules"].as_u64(), r["changes"].as_u64()),
@@ -365,6 +379,7 @@ fn api_times_rule_changes_through_the_running_daemon() {
             "{r}"
         );
         assert_percentiles_ordered(r, "ms");
+        assert!(r["start_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
 }
 
