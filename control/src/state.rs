@@ -115,25 +115,40 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
     File::open(path)?.sync_all()
 }
 
-/// Writes `model.json` crash-safely; answers its size.
+/// What `model.json` is written as, streamed.
+#[derive(Serialize)]
+struct SavedOut<'a> {
+    format: u32,
+    from_file: bool,
+    seq: u64,
+    model: &'a Model,
+}
+
+/// Writes `model.json` crash-safely, streaming it (no copy of the whole
+/// text in memory); answers its size.
 fn write_model(dir: &Path, model: &Model, from_file: bool, seq: u64) -> std::io::Result<u64> {
     let tmp = dir.join(format!("{MODEL}.tmp"));
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
         .open(&tmp)?;
-    let text = format!(
-        "{{\"format\":{FORMAT},\"from_file\":{from_file},\"seq\":{seq},\"model\":{}}}",
-        model.to_state()
-    );
-    f.write_all(text.as_bytes())?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+    let saved = SavedOut {
+        format: FORMAT,
+        from_file,
+        seq,
+        model,
+    };
+    serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
+    let f = w.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
+    let size = f.metadata()?.len();
     drop(f);
     fs::rename(&tmp, dir.join(MODEL))?;
     sync_dir(dir)?;
-    Ok(text.len() as u64)
+    Ok(size)
 }
 
 impl StateDir {
