@@ -122,14 +122,13 @@ pub(crate) fn start_daemon(
     Ok(d)
 }
 
-/// Starts the daemon with `model` (the config file's tables as JSON) in its
+/// Starts the daemon with `tables` (the model's config-file tables) in its
 /// config file; answers it and its start-up time in ms.
-fn start(bin: &Path, ns: &str, idle: &str, model: &Value) -> Result<(Daemon, f64)> {
+fn start(bin: &Path, ns: &str, idle: &str, tables: &str) -> Result<(Daemon, f64)> {
     let dir = std::env::temp_dir().join(format!("rampart-bench-api-{}-{idle}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("rampart.toml");
-    let tables = toml::to_string(&without_nulls(model.clone())).context("the model as TOML")?;
     std::fs::write(
         &config,
         format!("[appliance]\nport_a = \"a0\"\nport_b = \"b0\"\nidle = \"{idle}\"\n\n{tables}"),
@@ -137,21 +136,6 @@ fn start(bin: &Path, ns: &str, idle: &str, model: &Value) -> Result<(Daemon, f64
     let t = Instant::now();
     let daemon = start_daemon(bin, ns, &dir, &config, true)?;
     Ok((daemon, t.elapsed().as_secs_f64() * 1e3))
-}
-
-/// `value` without its null members (TOML has no null; an absent key is the
-/// default).
-fn without_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
-        other => other,
-    }
 }
 
 fn call(agent: &ureq::Agent, token: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
@@ -184,10 +168,10 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
     let ns = Namespaces::create(&format!("rbapi{}", std::process::id() % 100_000), &["fw", "peer"])?;
     veth(ns.get("peer"), "p0", None, ns.get("fw"), "a0")?;
     veth(ns.get("peer"), "p1", None, ns.get("fw"), "b0")?;
-    let doc = update::document(plan);
+    let tables = update::config_toml(plan);
     let mut reports = Vec::new();
     for idle in ["adaptive", "busy"] {
-        let (daemon, start_ms) = start(&bin, ns.get("fw"), idle, &doc)?;
+        let (daemon, start_ms) = start(&bin, ns.get("fw"), idle, &tables)?;
         let token = std::fs::read_to_string(daemon.dir.join("state/token"))?
             .trim()
             .to_owned();

@@ -31,6 +31,12 @@ impl Daemon {
     /// Writes `config` to a file in `dir` and starts `rampart run` on it in
     /// namespace `ns`; returns once it prints that it is running.
     pub fn start(ns: &str, dir: &Path, config: &str) -> Daemon {
+        Daemon::start_within(ns, dir, config, Duration::from_secs(10))
+    }
+
+    /// [`Daemon::start`] for a model that takes long to load (this is a
+    /// debug build).
+    pub fn start_within(ns: &str, dir: &Path, config: &str, timeout: Duration) -> Daemon {
         std::fs::create_dir_all(dir).expect("state dir");
         std::fs::write(dir.join("rampart.toml"), config).expect("write config");
         let out = std::fs::File::create(dir.join("stdout")).expect("stdout file");
@@ -48,7 +54,7 @@ impl Daemon {
             child: Some(child),
             dir: dir.to_owned(),
         };
-        d.wait_for_output("running", Duration::from_secs(10));
+        d.wait_for_output("running", timeout);
         d
     }
 
