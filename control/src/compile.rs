@@ -8,6 +8,9 @@
 //!   groups one [`GroupSet`] naming its groups' slots, shared through `Arc`
 //!   by every interface bound to exactly that set (order does not matter:
 //!   verdicts never depend on it).
+//! - A set that many interfaces share also gets a [`MergedPolicy`] (see
+//!   [`Merging`]): one classifier over its groups' rules, so that its first
+//!   packets cost one lookup, not one per group.
 //! - A rule referencing a group or a prefix list gets the group's members' (or
 //!   the list's) addresses as one shared [`AddrSet`] per family, built once and
 //!   referenced by every rule that uses it.
@@ -37,7 +40,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use rampart_dataplane::classify::{self, AddrMatch, AddrSet, Engine, Prefix};
-use rampart_dataplane::snapshot::{self, Endpoint, GroupPolicy, GroupSet, Policy, Snapshot, VpcIndex};
+use rampart_dataplane::snapshot::{
+    self, Endpoint, GroupPolicy, GroupSet, MergedPolicy, Policy, Snapshot, VpcIndex,
+};
 
 use crate::model::{
     Changed, Direction, Family, GroupId, InterfaceId, IntraGroup, Model, PrefixListId, Protocol, Remote,
@@ -55,6 +60,32 @@ pub struct Stats {
     /// The compilation started from nothing (a first model, a model that
     /// does not descend from the last one compiled, or a VPC change).
     pub full: bool,
+    /// Group sets with a merged classifier.
+    pub merged: usize,
+}
+
+/// Which group sets get one classifier over the union of their groups' rules
+/// besides their groups' own: a first packet of such a set costs one lookup
+/// instead of one per group, and a change to one of its groups rebuilds it
+/// too. Sets of two or more groups qualify once `min_interfaces` interfaces
+/// share them (and lose it below half that), at most `max_sets` of them and
+/// only while their groups hold at most `max_rules` rules between them, so a
+/// change rebuilds a bounded amount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Merging {
+    pub min_interfaces: usize,
+    pub max_sets: usize,
+    pub max_rules: usize,
+}
+
+impl Default for Merging {
+    fn default() -> Self {
+        Merging {
+            min_interfaces: 8,
+            max_sets: 64,
+            max_rules: 2000,
+        }
+    }
 }
 
 /// Compiles models into snapshots, working from what changed since the last
@@ -62,6 +93,7 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub struct Compiler {
     generation: u64,
+    merging: Merging,
     /// The model version compiled last, and a copy of the snapshot built
     /// from it (sharing its tables) to build the next one from.
     last: Option<(u64, Snapshot)>,
@@ -84,6 +116,15 @@ struct State {
     interfaces: HashMap<InterfaceId, CompiledInterface>,
     /// Group set (ascending ids) -> the set and how many interfaces have it.
     sets: HashMap<Box<[GroupId]>, (Arc<GroupSet>, usize)>,
+    /// Merged-table slots of dropped sets, for reuse.
+    free_set_slots: Vec<u32>,
+    next_set_slot: u32,
+    /// The sets with a merged classifier.
+    merged: HashSet<Box<[GroupId]>>,
+    /// Sets to give a merged classifier (anew) at the end of this
+    /// compilation.
+    to_merge: HashSet<Box<[GroupId]>>,
+    merging: Merging,
     addrs: AddrSets,
 }
 
@@ -248,6 +289,14 @@ impl Compiler {
         Compiler::default()
     }
 
+    /// A compiler that merges the classifiers of group sets by `merging`.
+    pub fn with_merging(merging: Merging) -> Self {
+        Compiler {
+            merging,
+            ..Compiler::default()
+        }
+    }
+
     /// Compiles `model` into the next generation's snapshot. When `model`
     /// descends from the model compiled last (its change log says so), only
     /// what changed is compiled and the rest of the snapshot is shared with
@@ -262,7 +311,10 @@ impl Compiler {
         });
         let full = delta.is_none();
         let (mut snap, dirty) = delta.unwrap_or_else(|| {
-            self.state = State::default();
+            self.state = State {
+                merging: self.merging,
+                ..State::default()
+            };
             let mut snap = Snapshot::new(self.generation, settings);
             for (i, vpc) in model.vpcs().enumerate() {
                 let i = VpcIndex::try_from(i).expect("at most 4095 VPCs have distinct VLANs");
@@ -276,6 +328,7 @@ impl Compiler {
             group_sets: self.state.sets.len(),
             rebuilt,
             full,
+            merged: self.state.merged.len(),
         };
         self.last = Some((
             model.changes().version(),
@@ -353,7 +406,7 @@ impl State {
                         }
                         members_changed.insert(*g);
                     }
-                    self.release_set(key);
+                    self.release_set(key, snap);
                 }
             }
         }
@@ -438,6 +491,46 @@ impl State {
             rebuilt += 1;
         }
 
+        // Merged classifiers: the sets that qualified, and the merged sets
+        // with a group compiled anew.
+        let stale: Vec<Box<[GroupId]>> = self
+            .merged
+            .iter()
+            .filter(|key| key.iter().any(|g| rebuild.contains(g)))
+            .cloned()
+            .collect();
+        self.to_merge.extend(stale);
+        for key in std::mem::take(&mut self.to_merge) {
+            let Some((set, _)) = self.sets.get(&key) else {
+                continue;
+            };
+            let slot = set.slot;
+            let groups: Vec<&SecurityGroup> = key.iter().filter_map(|g| model.group(*g)).collect();
+            let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+            if rules > self.merging.max_rules || groups.len() != key.len() {
+                snap.set_merged(slot, None);
+                self.merged.remove(&key);
+                continue;
+            }
+            let merged = MergedPolicy {
+                stateful: groups.iter().all(|g| g.stateful),
+                ingress: compile_rules(
+                    model,
+                    groups.iter().flat_map(|g| &g.rules),
+                    Direction::Ingress,
+                    &mut self.addrs,
+                ),
+                egress: compile_rules(
+                    model,
+                    groups.iter().flat_map(|g| &g.rules),
+                    Direction::Egress,
+                    &mut self.addrs,
+                ),
+            };
+            snap.set_merged(slot, Some(Arc::new(merged)));
+            self.merged.insert(key);
+        }
+
         // Deleted groups and prefix lists. No interface names a deleted group
         // (the model unbinds or refuses first), so no set names its slot.
         for &g in &dirty.groups {
@@ -467,25 +560,51 @@ impl State {
     }
 
     /// The compiled set of `key` (ascending group ids), shared, counted once
-    /// more.
+    /// more; a set that many interfaces now share is queued for merging.
     fn acquire_set(&mut self, key: &[GroupId]) -> Arc<GroupSet> {
+        let m = self.merging;
         if let Some((set, count)) = self.sets.get_mut(key) {
             *count += 1;
-            return Arc::clone(set);
+            let set = Arc::clone(set);
+            if *count >= m.min_interfaces
+                && key.len() >= 2
+                && !self.merged.contains(key)
+                && self.merged.len() + self.to_merge.len() < m.max_sets
+            {
+                self.to_merge.insert(key.into());
+            }
+            return set;
         }
+        let slot = self.free_set_slots.pop().unwrap_or_else(|| {
+            self.next_set_slot += 1;
+            self.next_set_slot - 1
+        });
         let members = key.iter().map(|g| (g.0, self.groups[g].slot)).collect();
-        let set = Arc::new(GroupSet::new(members));
+        let set = Arc::new(GroupSet::new(members, slot));
         self.sets.insert(key.into(), (Arc::clone(&set), 1));
+        if m.min_interfaces <= 1 && key.len() >= 2 && self.merged.len() + self.to_merge.len() < m.max_sets {
+            self.to_merge.insert(key.into());
+        }
         set
     }
 
-    /// One interface fewer has set `key`; the last one drops it.
-    fn release_set(&mut self, key: Box<[GroupId]>) {
-        if let Some((_, count)) = self.sets.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                self.sets.remove(&key);
-            }
+    /// One interface fewer has set `key`; the last one drops it. A merged set
+    /// shared by fewer than half the interfaces it needed loses its merged
+    /// classifier.
+    fn release_set(&mut self, key: Box<[GroupId]>, snap: &mut Snapshot) {
+        let Some((set, count)) = self.sets.get_mut(&key) else {
+            return;
+        };
+        *count -= 1;
+        let (slot, count) = (set.slot, *count);
+        if count < self.merging.min_interfaces.div_ceil(2) && self.merged.remove(&key) {
+            snap.set_merged(slot, None);
+        }
+        if count == 0 {
+            self.sets.remove(&key);
+            self.to_merge.remove(&key);
+            snap.set_merged(slot, None);
+            self.free_set_slots.push(slot);
         }
     }
 }
@@ -508,25 +627,32 @@ fn references(group: &SecurityGroup) -> (Vec<GroupId>, Vec<PrefixListId>) {
 }
 
 fn compile_group(model: &Model, group: &SecurityGroup, sets: &mut AddrSets) -> GroupPolicy {
-    let mut policy = |direction: Direction| {
-        let rules = || group.rules.iter().filter(|r| r.direction == direction);
-        let v4: Vec<_> = rules()
-            .filter_map(|r| classifier_rule::<u32>(model, r, sets))
-            .collect();
-        let v6: Vec<_> = rules()
-            .filter_map(|r| classifier_rule::<u128>(model, r, sets))
-            .collect();
-        Policy {
-            v4: Engine::build(&v4),
-            v6: Engine::build(&v6),
-        }
-    };
     GroupPolicy {
         id: group.id.0,
         accepting: group.intra_group == IntraGroup::Accept,
         stateful: group.stateful,
-        ingress: policy(Direction::Ingress),
-        egress: policy(Direction::Egress),
+        ingress: compile_rules(model, &group.rules, Direction::Ingress, sets),
+        egress: compile_rules(model, &group.rules, Direction::Egress, sets),
+    }
+}
+
+/// The classifiers (one per family) of `rules` in `direction`.
+fn compile_rules<'a>(
+    model: &Model,
+    rules: impl IntoIterator<Item = &'a Rule> + Clone,
+    direction: Direction,
+    sets: &mut AddrSets,
+) -> Policy {
+    let mine = || rules.clone().into_iter().filter(|r| r.direction == direction);
+    let v4: Vec<_> = mine()
+        .filter_map(|r| classifier_rule::<u32>(model, r, sets))
+        .collect();
+    let v6: Vec<_> = mine()
+        .filter_map(|r| classifier_rule::<u128>(model, r, sets))
+        .collect();
+    Policy {
+        v4: Engine::build(&v4),
+        v6: Engine::build(&v6),
     }
 }
 

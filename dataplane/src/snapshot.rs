@@ -9,6 +9,9 @@
 //!   an egress [`Policy`], each a classifier per address family) in a slot;
 //!   and one [`GroupSet`] per distinct set of bound groups, shared by every
 //!   interface with that set through `Arc`, which names its groups' slots;
+//! - the merged table: for the sets many interfaces share, a
+//!   [`MergedPolicy`], one classifier over the union of the set's rules, in
+//!   the set's slot;
 //! - the settings the dataplane needs, and a generation number.
 //!
 //! [`Snapshot::decide`] is spec section 3 over these tables: the destination's
@@ -18,7 +21,8 @@
 //! the best (priority, deny before allow, rule id) of its groups' deciding
 //! rules, which is exactly what one classifier over the union of their rules
 //! would answer; so a change to one group rebuilds that group's classifiers
-//! only, however many sets contain it.
+//! (and the merged ones of the few sets that have one), however many sets
+//! contain it. A set with a merged policy is decided by it in one lookup.
 //!
 //! A snapshot is never changed after it is published. The next one starts as
 //! [`Snapshot::successor`], which shares every table (copy-on-write, see
@@ -66,18 +70,34 @@ pub struct GroupSet {
     pub groups: Box<[u32]>,
     /// The group-table slots of `groups`, in the same order.
     pub slots: Box<[u32]>,
+    /// This set's slot in the merged table, which may hold one classifier
+    /// over the union of its groups' rules.
+    pub slot: u32,
 }
 
 impl GroupSet {
-    /// The set of `members`, (group id, slot) pairs with distinct ids.
-    pub fn new(mut members: Vec<(u32, u32)>) -> Self {
+    /// The set of `members`, (group id, slot) pairs with distinct ids, with
+    /// merged-table slot `slot`.
+    pub fn new(mut members: Vec<(u32, u32)>, slot: u32) -> Self {
         members.sort_unstable();
         debug_assert!(members.windows(2).all(|w| w[0].0 < w[1].0));
         GroupSet {
             groups: members.iter().map(|m| m.0).collect(),
             slots: members.iter().map(|m| m.1).collect(),
+            slot,
         }
     }
+}
+
+/// One classifier per direction over the union of a set's groups' rules: the
+/// same deciding rule as the best over its groups, in one lookup instead of
+/// one per group. Built for the sets many interfaces share.
+#[derive(Debug)]
+pub struct MergedPolicy {
+    /// Every group of the set is stateful.
+    pub stateful: bool,
+    pub ingress: Policy,
+    pub egress: Policy,
 }
 
 /// A protected interface as the dataplane sees it.
@@ -135,6 +155,8 @@ pub struct Snapshot {
     vlans: Arc<[Option<VpcIndex>; 4096]>,
     /// Group policies by slot.
     groups: Chunks<Option<Arc<GroupPolicy>>>,
+    /// Merged policies by group-set slot, for the sets that have one.
+    merged: Chunks<Option<Arc<MergedPolicy>>>,
     v4: Shards<(VpcIndex, u32), Endpoint>,
     v6: Shards<(VpcIndex, u128), Endpoint>,
 }
@@ -194,6 +216,7 @@ impl Snapshot {
             settings,
             vlans: Arc::new([None; 4096]),
             groups: Chunks::default(),
+            merged: Chunks::default(),
             v4: Shards::default(),
             v6: Shards::default(),
         }
@@ -207,6 +230,7 @@ impl Snapshot {
             settings,
             vlans: Arc::clone(&self.vlans),
             groups: self.groups.clone(),
+            merged: self.merged.clone(),
             v4: self.v4.clone(),
             v6: self.v6.clone(),
         }
@@ -220,6 +244,16 @@ impl Snapshot {
     /// Puts a group's policy in `slot` (`None` empties it).
     pub fn set_group(&mut self, slot: u32, policy: Option<Arc<GroupPolicy>>) {
         self.groups.set(slot as usize, policy);
+    }
+
+    /// Puts a group set's merged policy in `slot` (`None` empties it).
+    pub fn set_merged(&mut self, slot: u32, policy: Option<Arc<MergedPolicy>>) {
+        self.merged.set(slot as usize, policy);
+    }
+
+    /// The merged policy of the set in `slot`, if it has one.
+    pub fn merged(&self, slot: u32) -> Option<&MergedPolicy> {
+        self.merged.get(slot as usize).and_then(Option::as_deref)
     }
 
     /// The policy in `slot`.
@@ -360,8 +394,8 @@ impl Snapshot {
     }
 
     /// The deciding rule over `set`'s groups for `key` in `direction` (the
-    /// best rank of its groups' deciding rules), and whether all of them are
-    /// stateful.
+    /// best rank of its groups' deciding rules: one lookup in the set's
+    /// merged policy if it has one), and whether all of them are stateful.
     fn lookup<A: Addr>(
         &self,
         set: &GroupSet,
@@ -369,6 +403,13 @@ impl Snapshot {
         key: &Key<A>,
         pick: impl Fn(&Policy) -> &Engine<A>,
     ) -> (Option<Match>, bool) {
+        if let Some(m) = self.merged(set.slot) {
+            let policy = match direction {
+                Direction::Ingress => &m.ingress,
+                Direction::Egress => &m.egress,
+            };
+            return (pick(policy).lookup(key), m.stateful);
+        }
         let mut best: Option<Match> = None;
         let mut stateful = true;
         for group in set.slots.iter().filter_map(|&slot| self.group(slot)) {

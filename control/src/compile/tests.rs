@@ -440,17 +440,24 @@ proptest! {
         packets in proptest::collection::vec(packet(), 1..30),
     ) {
         let mut model = build(&plans);
-        let mut compiler = Compiler::new();
-        let (_, stats) = compiler.compile(&model, &Settings::default());
-        prop_assert!(stats.full);
+        // One compiler as shipped, one that merges every set of two or more
+        // groups, so that merged classifiers are built, rebuilt and dropped.
+        let everything = Merging { min_interfaces: 1, max_sets: 1000, max_rules: 1000 };
+        let mut compilers = [Compiler::new(), Compiler::with_merging(everything)];
+        for compiler in &mut compilers {
+            let (_, stats) = compiler.compile(&model, &Settings::default());
+            prop_assert!(stats.full);
+        }
         for ops in &steps {
             for op in ops {
                 apply_op(&mut model, op);
             }
-            let (snap, stats) = compiler.compile(&model, &Settings::default());
-            prop_assert!(!stats.full, "a change compiles from the change");
-            for p in &packets {
-                agree(&model, &snap, p)?;
+            for compiler in &mut compilers {
+                let (snap, stats) = compiler.compile(&model, &Settings::default());
+                prop_assert!(!stats.full, "a change compiles from the change");
+                for p in &packets {
+                    agree(&model, &snap, p)?;
+                }
             }
         }
         let (full, _) = Compiler::new().compile(&model, &Settings::default());
@@ -458,6 +465,63 @@ proptest! {
             agree(&model, &full, p)?;
         }
     }
+}
+
+#[test]
+fn a_set_many_interfaces_share_gets_a_merged_classifier_that_follows_its_groups() {
+    let mut model = tiers();
+    // web-1 and web-2 carry {web, bastion}: with two interfaces enough, that
+    // set is merged; {db} and {bastion} alone are single groups.
+    for web in ["web-1", "web-2"] {
+        model.bind_group("prod", web, "bastion").unwrap();
+    }
+    let merging = Merging {
+        min_interfaces: 2,
+        ..Merging::default()
+    };
+    let mut compiler = Compiler::with_merging(merging);
+    let (snap, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!((stats.group_sets, stats.merged), (3, 1));
+    let vpc = snap.vpc(None).unwrap();
+    let web = snap.endpoint(vpc, "198.18.1.10".parse().unwrap()).unwrap();
+    assert!(snap.merged(web.groups.as_ref().unwrap().slot).is_some());
+    let ssh_from_operators = snapshot::Packet {
+        vlan: None,
+        src: "198.19.100.7".parse().unwrap(),
+        dst: "198.18.1.10".parse().unwrap(),
+        proto: 6,
+        src_port: 40000,
+        dst_port: 22,
+    };
+    assert!(
+        snap.decide(&ssh_from_operators).allowed,
+        "bastion's rule, through the merged set"
+    );
+
+    // A rule denying it in web, at a better priority: the merged classifier
+    // is rebuilt with it.
+    let deny = RuleSpec {
+        direction: "ingress".into(),
+        protocol: Scalar::from("tcp"),
+        ports: Some(Scalar::from("22")),
+        action: Some("deny".into()),
+        priority: Some(1),
+        ..RuleSpec::default()
+    };
+    model.add_rules("prod", "web", &[deny]).unwrap();
+    let (snap, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!((stats.rebuilt, stats.merged), (1, 1));
+    assert!(!snap.decide(&ssh_from_operators).allowed);
+
+    // One of the two unbound: below half the share, the set loses it.
+    model.unbind_group("prod", "web-2", "bastion").unwrap();
+    model.unbind_group("prod", "web-1", "bastion").unwrap();
+    let (snap, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!(stats.merged, 0);
+    assert!(
+        !snap.decide(&ssh_from_operators).allowed,
+        "web alone has no ssh from there"
+    );
 }
 
 #[test]
