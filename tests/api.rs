@@ -687,36 +687,31 @@ fn acknowledged_changes_survive_random_sigkills() {
     drop(d);
 }
 
-/// An update storm under traffic: hundreds of rule changes per second for a
-/// few seconds while an established connection keeps talking. Nothing
-/// crashes, memory does not grow, and the connection (whose rule is never
-/// touched) never misses a beat, although `on_rule_change = revalidate`
-/// re-checks it against every new snapshot.
-#[test]
-fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
-    use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
-    rampart_testkit::require_root!("namespaces, AF_XDP");
-    let t = network("storm");
-    let scratch = support::scratch("storm");
-    let dir = scratch.path();
-    let mut d = Daemon::start(&t.fw, dir, CONFIG);
-    let api = Client::new(&t.fw, dir);
-    let mut conn = connect(&t.client, "198.18.0.1", "198.18.0.20:80", OPEN).expect("web");
-    let mut banner = [0u8; 4];
-    conn.read_exact(&mut banner).expect("banner");
+/// An established connection to web:80 kept talking on a thread: 8-byte
+/// messages echoed back every 5 ms, each checked.
+struct Talker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    echoes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let echoes = Arc::new(AtomicU64::new(0));
-    let talker = {
-        let (stop, echoes) = (Arc::clone(&stop), Arc::clone(&echoes));
-        std::thread::spawn(move || -> Result<(), String> {
+impl Talker {
+    fn start(t: &Topology) -> Talker {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let mut conn = connect(&t.client, "198.18.0.1", "198.18.0.20:80", OPEN).expect("web");
+        let mut banner = [0u8; 4];
+        conn.read_exact(&mut banner).expect("banner");
+        let stop = Arc::new(AtomicBool::new(false));
+        let echoes = Arc::new(AtomicU64::new(0));
+        let (halt, count) = (Arc::clone(&stop), Arc::clone(&echoes));
+        let thread = std::thread::spawn(move || -> Result<(), String> {
             conn.set_read_timeout(Some(Duration::from_secs(2)))
                 .map_err(|e| e.to_string())?;
             let mut buf = [0u8; 8];
             let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !halt.load(Ordering::Relaxed) {
                 n += 1;
                 conn.write_all(&n.to_be_bytes())
                     .map_err(|e| format!("write {n}: {e}"))?;
@@ -724,12 +719,40 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
                 if buf != n.to_be_bytes() {
                     return Err(format!("echo {n} garbled"));
                 }
-                echoes.fetch_add(1, Ordering::Relaxed);
+                count.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(5));
             }
             Ok(())
-        })
-    };
+        });
+        Talker { stop, echoes, thread }
+    }
+
+    /// Stops it; panics if the connection ever failed. Answers the echoes.
+    fn stop(self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .expect("talker")
+            .expect("the established connection kept working");
+        self.echoes.load(Ordering::Relaxed)
+    }
+}
+
+/// An update storm under traffic: hundreds of rule changes per second for a
+/// few seconds while an established connection keeps talking. Nothing
+/// crashes, memory does not grow, and the connection (whose rule is never
+/// touched) never misses a beat, although `on_rule_change = revalidate`
+/// re-checks it against every new snapshot.
+#[test]
+fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("storm");
+    let scratch = support::scratch("storm");
+    let dir = scratch.path();
+    let mut d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
+    let talker = Talker::start(&t);
 
     // Warm up (allocations that happen once), then measure memory.
     let storm = |seconds: f64, base: u64| -> usize {
@@ -752,20 +775,13 @@ fn an_update_storm_leaves_unconcerned_flows_and_memory_alone() {
     let changes = storm(5.0, 30_000);
     let rate = changes as f64 / started.elapsed().as_secs_f64();
     let after = d.rss_kb();
-    stop.store(true, Ordering::Relaxed);
-    talker
-        .join()
-        .expect("talker")
-        .expect("the established connection kept working");
+    let echoes = talker.stop();
     eprintln!(
         "{changes} changes, {rate:.0}/s; {} echoes; RSS {before} -> {after} kB",
-        echoes.load(Ordering::Relaxed)
+        echoes
     );
     assert!(rate >= 100.0, "only {rate:.0} changes per second");
-    assert!(
-        echoes.load(Ordering::Relaxed) > 100,
-        "the connection was barely used"
-    );
+    assert!(echoes > 100, "the connection was barely used");
     assert!(
         after <= before + 4096,
         "RSS grew from {before} to {after} kB over {changes} changes"
@@ -926,9 +942,6 @@ fn cloud_scale_config() -> String {
 /// loses none of the changes acknowledged.
 #[test]
 fn a_storm_of_changes_at_cloud_scale_disturbs_nothing_and_survives_sigkill() {
-    use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
     rampart_testkit::require_root!("namespaces, AF_XDP");
     let t = network("cloud");
     let scratch = support::scratch("cloud");
@@ -938,33 +951,7 @@ fn a_storm_of_changes_at_cloud_scale_disturbs_nothing_and_survives_sigkill() {
     let d = Daemon::start_within(&t.fw, dir, &config, Duration::from_secs(240));
     eprintln!("started in {:.1} s", started.elapsed().as_secs_f64());
     let api = Client::new(&t.fw, dir);
-    let mut conn = connect(&t.client, "198.18.0.1", "198.18.0.20:80", OPEN).expect("web");
-    let mut banner = [0u8; 4];
-    conn.read_exact(&mut banner).expect("banner");
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let echoes = Arc::new(AtomicU64::new(0));
-    let talker = {
-        let (stop, echoes) = (Arc::clone(&stop), Arc::clone(&echoes));
-        std::thread::spawn(move || -> Result<(), String> {
-            conn.set_read_timeout(Some(Duration::from_secs(2)))
-                .map_err(|e| e.to_string())?;
-            let mut buf = [0u8; 8];
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                conn.write_all(&n.to_be_bytes())
-                    .map_err(|e| format!("write {n}: {e}"))?;
-                conn.read_exact(&mut buf).map_err(|e| format!("echo {n}: {e}"))?;
-                if buf != n.to_be_bytes() {
-                    return Err(format!("echo {n} garbled"));
-                }
-                echoes.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(())
-        })
-    };
+    let talker = Talker::start(&t);
 
     // Change `i`, paced to 100 per second: a rule added to one group and
     // deleted from it again, a binding added and removed, a prefix-list entry.
@@ -1019,21 +1006,14 @@ fn a_storm_of_changes_at_cloud_scale_disturbs_nothing_and_survives_sigkill() {
     let before = d.rss_kb();
     let steps = storm(30.0, 1000, &mut change);
     let after = d.rss_kb();
-    stop.store(true, Ordering::Relaxed);
-    talker
-        .join()
-        .expect("talker")
-        .expect("the established connection kept working");
+    let echoes = talker.stop();
     let changes = steps / 4 * 7 + [0, 2, 4, 6][steps % 4];
     eprintln!(
         "{changes} changes in 30 s, slowest answer {slowest:?}; {} echoes; RSS {before} -> {after} kB",
-        echoes.load(Ordering::Relaxed)
+        echoes
     );
     assert!(changes >= 3000, "only {changes} changes in 30 s");
-    assert!(
-        echoes.load(Ordering::Relaxed) > 1000,
-        "the connection was barely used"
-    );
+    assert!(echoes > 1000, "the connection was barely used");
     assert!(
         after <= before + 16 * 1024,
         "RSS grew from {before} to {after} kB over {steps} steps"
