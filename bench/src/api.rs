@@ -45,6 +45,8 @@ pub struct Report {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The daemon's resident memory after the changes, MB.
+    pub rss_mb: f64,
 }
 
 /// The `rampart` binary beside this one (`cargo build --release -p rampart-control`).
@@ -225,6 +227,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
         })
         .join()
         .map_err(|_| anyhow!("client panicked"))??;
+        let rss_mb = update::rss_mb_of(&daemon.child.id().to_string());
         drop(daemon);
         for (change, mut times) in timed {
             times.sort_by(f64::total_cmp);
@@ -240,6 +243,7 @@ pub fn run(plan: Plan) -> Result<Vec<Report>> {
                 p50_ms: percentile(&times, 0.5),
                 p99_ms: percentile(&times, 0.99),
                 max_ms: times[times.len() - 1],
+                rss_mb,
             });
         }
     }
@@ -267,7 +271,7 @@ pub fn render(reports: &[Report]) -> String {
     ));
     for r in reports {
         s.push_str(&format!(
-            "{:<9} {:<12} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2}\n",
+            "{:<9} {:<12} {:>7} {:>7} {:>10} {:>7} {:>8} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.0}\n",
             r.idle,
             r.change.name(),
             r.groups,
@@ -278,7 +282,8 @@ pub fn render(reports: &[Report]) -> String {
             r.start_ms,
             r.p50_ms,
             r.p99_ms,
-            r.max_ms
+            r.max_ms,
+            r.rss_mb
         ));
     }
     s

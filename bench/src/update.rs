@@ -246,7 +246,13 @@ fn without_nulls(value: serde_json::Value) -> serde_json::Value {
 
 /// The process's resident memory, MB (0 where /proc does not say).
 fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_mb_of("self")
+}
+
+/// The resident memory of process `pid` (a number or `self`), MB (0 where
+/// /proc does not say).
+pub fn rss_mb_of(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -380,6 +380,7 @@ fn api_times_each_kind_of_change_through_the_running_daemon() {
         );
         assert_percentiles_ordered(r, "ms");
         assert!(r["start_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["rss_mb"].as_f64().unwrap() > 1.0, "the daemon's memory: {r}");
     }
 }
 
