@@ -1039,3 +1039,75 @@ fn a_storm_of_changes_at_cloud_scale_disturbs_nothing_and_survives_sigkill() {
     }
     assert!(reaches(&t, 80), "web is reachable after the restart");
 }
+
+/// Reads do not queue behind a change: while a `PUT /v1/model` of 20 000
+/// interfaces is being validated, saved and compiled, `GET /v1/vpcs`
+/// answers at once with the model before it; from its publication on, with
+/// the new one.
+#[test]
+fn reads_answer_while_a_change_is_in_flight() {
+    use rampart_bench::update::{document, Plan, SetMix};
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("reads");
+    let scratch = support::scratch("reads");
+    let dir = scratch.path();
+    let _d = Daemon::start(&t.fw, dir, CONFIG);
+    let api = Client::new(&t.fw, dir);
+    let plan = Plan {
+        groups: 200,
+        rules_per_group: 20,
+        interfaces: 20_000,
+        changes: 1,
+        set_mix: SetMix::Random,
+    };
+    let body = document(plan).to_string().into_bytes();
+    let writer = {
+        let api = Client::new(&t.fw, dir);
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let answer = api.try_raw("PUT", "/v1/model", Some(&api.token), Some(body));
+            (answer, started.elapsed())
+        })
+    };
+    let vpcs = |api: &Client| -> Vec<String> {
+        let list: VpcList = api.read("/v1/vpcs");
+        list.vpcs.into_iter().map(|v| v.name).collect()
+    };
+    let mut during = Vec::new();
+    while !writer.is_finished() {
+        let started = std::time::Instant::now();
+        let names = vpcs(&api);
+        let took = started.elapsed();
+        if !writer.is_finished() {
+            during.push((names, took));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (answer, put_took) = writer.join().expect("writer");
+    let (status, v) = answer.expect("PUT answered");
+    assert_eq!(status, 200, "{v}");
+    eprintln!("PUT took {put_took:?}; {} reads during it", during.len());
+    assert!(
+        during.len() >= 5,
+        "{} reads answered during a {put_took:?} PUT",
+        during.len()
+    );
+    // The model before the change until it is published (just before the
+    // PUT waits for the workers), the new one from then on.
+    let before = during.iter().take_while(|(names, _)| names == &["t"]).count();
+    assert!(
+        before >= 5,
+        "{before} reads saw the model before the change: {during:?}"
+    );
+    assert!(
+        during[before..].iter().all(|(names, _)| names == &["prod"]),
+        "{during:?}"
+    );
+    for (_, took) in &during {
+        assert!(
+            *took < put_took / 2,
+            "a read took {took:?} during a {put_took:?} PUT"
+        );
+    }
+    assert_eq!(vpcs(&api), ["prod"], "the new model once answered");
+}

@@ -1,5 +1,6 @@
-//! The REST API, served by the control thread (axum on a current-thread tokio
-//! runtime), loopback by default. Documented for operators in `docs/api.md`.
+//! The REST API, served by the control thread (axum on a tokio runtime of
+//! [`API_THREADS`] threads), loopback by default. Documented for operators in
+//! `docs/api.md`.
 //!
 //! - [`types`]: every request and answer body (the contract `rampart ctl`
 //!   and the tests share);
@@ -9,8 +10,11 @@
 //!   [`groups`] (with their rules), [`interfaces`], [`prefix_lists`]; the
 //!   last two share [`named`]'s handlers.
 //!
-//! Every change goes through [`crate::apply::Control`] under one lock: the
-//! answer `200` means every worker enforces it. Authentication:
+//! Every change goes through [`crate::apply::Control`] under one lock, its
+//! synchronous part (validate, save, compile) in `block_in_place` so the
+//! other thread goes on answering: the answer `200` means every worker
+//! enforces it. Reads take no lock: they answer from the model as last
+//! published ([`crate::apply::Published`]). Authentication:
 //! `Authorization: Bearer <token>` on every `/v1` request (401 otherwise);
 //! `/health` and `/metrics` are open.
 
@@ -116,9 +120,14 @@ impl Api {
     ) -> Answer<Enforced<T>> {
         let called = Instant::now();
         let mut c = self.control.lock().await;
-        let mut model = c.config.model.clone();
-        let answer = change(&mut model)?;
-        let applied = c.publish(model, false)?;
+        // Validating, saving and compiling run off the runtime's workers, so
+        // reads go on meanwhile.
+        let (answer, applied) = tokio::task::block_in_place(|| {
+            let mut model = c.config.model.clone();
+            let answer = change(&mut model)?;
+            let applied = c.publish(model, false)?;
+            Ok::<_, ApiError>((answer, applied))
+        })?;
         c.wait_enforced(applied).await?;
         self.observe(applied, called);
         Ok(Reply(Enforced {
@@ -313,15 +322,21 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Serves `listener` on the current thread until `stop` is set; re-reads the
-/// config file whenever `hup` is set (SIGHUP).
+/// Threads of the API's runtime: one can answer reads while another runs
+/// the synchronous part of a change.
+pub const API_THREADS: usize = 2;
+
+/// Serves `listener` until `stop` is set; re-reads the config file whenever
+/// `hup` is set (SIGHUP).
 pub fn serve(
     listener: std::net::TcpListener,
     api: Arc<Api>,
     stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(API_THREADS)
+        .thread_name("rampart-api")
         .enable_all()
         .build()?;
     rt.block_on(async move {

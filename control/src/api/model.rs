@@ -45,19 +45,23 @@ pub async fn replace(
 async fn replace_model(api: &Api, doc: ModelDocument) -> Answer<Enforced<Replaced>> {
     let called = Instant::now();
     let mut c = api.control.lock().await;
-    let mut text = serde_json::json!({
-        "vpc": doc.vpc, "prefix_list": doc.prefix_list,
-        "security_group": doc.security_group, "interface": doc.interface,
-    });
-    if let Some(q) = doc.quotas {
-        text["quotas"] = q;
-    }
-    let new = Config::parse_json(&text.to_string(), "the request").map_err(|e| match e {
-        ConfigError::Invalid { errors, .. } => ApiError::model(&errors),
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid", other.to_string()),
+    // Off the runtime's workers, as every change (see `Api::apply`).
+    let (changed, applied) = tokio::task::block_in_place(|| {
+        let mut text = serde_json::json!({
+            "vpc": doc.vpc, "prefix_list": doc.prefix_list,
+            "security_group": doc.security_group, "interface": doc.interface,
+        });
+        if let Some(q) = doc.quotas {
+            text["quotas"] = q;
+        }
+        let new = Config::parse_json(&text.to_string(), "the request").map_err(|e| match e {
+            ConfigError::Invalid { errors, .. } => ApiError::model(&errors),
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid", other.to_string()),
+        })?;
+        let changed = Summary::diff(&c.config.model, &new.model);
+        let applied = c.publish(new.model, false)?;
+        Ok::<_, ApiError>((changed, applied))
     })?;
-    let changed = Summary::diff(&c.config.model, &new.model);
-    let applied = c.publish(new.model, false)?;
     c.wait_enforced(applied).await?;
     api.observe(applied, called);
     Ok(Reply(Enforced {
@@ -77,7 +81,7 @@ pub async fn reload(State(api): State<Arc<Api>>, body: Bytes) -> Answer<Enforced
     };
     let called = Instant::now();
     let mut c = api.control.lock().await;
-    let result = c.reload(req.force).map_err(ApiError::from);
+    let result = tokio::task::block_in_place(|| c.reload(req.force)).map_err(ApiError::from);
     let outcome = match &result {
         Ok(_) => "applied",
         Err(e) if e.status.is_server_error() => "failed",
@@ -100,7 +104,7 @@ pub async fn reload_on_hangup(api: Arc<Api>, hup: Arc<AtomicBool>, stop: Arc<Ato
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
             let mut c = api.control.lock().await;
-            let result = c.reload(false);
+            let result = tokio::task::block_in_place(|| c.reload(false));
             let outcome = if result.is_ok() { "applied" } else { "refused" };
             api.metrics.changes.with_label_values(&[outcome]).inc();
             match result {
