@@ -1111,3 +1111,54 @@ fn reads_answer_while_a_change_is_in_flight() {
     }
     assert_eq!(vpcs(&api), ["prod"], "the new model once answered");
 }
+
+/// A group set that takes heavy first-packet traffic gets a merged
+/// classifier at the next re-choice (every 10 s), however few interfaces
+/// share it, and loses it once the traffic stops; verdicts stay
+/// the same throughout.
+#[test]
+fn a_set_under_heavy_traffic_is_merged_and_unmerged_when_it_stops() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    let t = network("merge");
+    let scratch = support::scratch("merge");
+    let dir = scratch.path();
+    // web-1 carries two groups: one lookup per group until merged.
+    let config = CONFIG.replace(r#"groups = ["web"]"#, r#"groups = ["web", "default"]"#);
+    let mut d = Daemon::start(&t.fw, dir, &config);
+    assert!(reaches(&t, 80));
+
+    // UDP to a port no rule opens: every datagram is a first packet
+    // (nothing is remembered for a denied one), about 2000 a second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let stop = Arc::clone(&stop);
+        Topology::within(&t.client, move || {
+            let socket = std::net::UdpSocket::bind("198.18.0.1:0").expect("udp socket");
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..20 {
+                    let _ = socket.send_to(b"x", "198.18.0.20:9");
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        })
+    };
+    d.wait_for_output(
+        "re-chosen by traffic: 1 group sets merged",
+        Duration::from_secs(30),
+    );
+    assert!(reaches(&t, 80), "web still answers with the merged set");
+    assert!(!reaches(&t, 8080), "and 8080 is still closed");
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().expect("sender").expect("in the client's namespace");
+    assert!(sent > 10_000, "{sent} datagrams");
+    d.wait_for_output(
+        "re-chosen by traffic: 0 group sets merged",
+        Duration::from_secs(30),
+    );
+    assert!(reaches(&t, 80));
+}

@@ -19,6 +19,7 @@
 //! Nothing here knows HTTP: errors are [`ApplyError`], which the API turns
 //! into answers.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub struct Control {
     pub enforce_timeout: Duration,
     /// The model and settings as last published, for readers.
     pub published: Arc<ArcSwap<Published>>,
+    /// First-packet decisions per interface (model id) summed over the
+    /// workers at the last [`Control::rechoose_merged`].
+    pub decisions: HashMap<u32, u64>,
 }
 
 /// The model as last published: what readers see, without the lock.
@@ -169,6 +173,40 @@ impl Control {
             compile_ms: started.elapsed().as_secs_f64() * 1e3,
             rebuilt: stats.rebuilt,
         })
+    }
+
+    /// Re-chooses the group sets merged for their traffic from the
+    /// first-packet decisions of the last `period` (the workers'
+    /// per-interface counters), and publishes the snapshot if the choice
+    /// changed. Answers its generation and how many sets are merged.
+    pub fn rechoose_merged(&mut self, period: Duration) -> Option<(u64, usize)> {
+        let mut now: HashMap<u32, u64> = HashMap::new();
+        for worker in &self.counters {
+            for (key, hits) in worker.interfaces.iter() {
+                let (interface, _, _) = rampart_dataplane::stats::interface_of_key(key);
+                *now.entry(interface).or_default() += hits;
+            }
+        }
+        let secs = period.as_secs_f64().max(1e-3);
+        let rates: HashMap<u32, f64> = now
+            .iter()
+            .map(|(i, n)| {
+                (
+                    *i,
+                    n.saturating_sub(self.decisions.get(i).copied().unwrap_or(0)) as f64 / secs,
+                )
+            })
+            .collect();
+        self.decisions = now;
+        let (snap, stats) = self.compiler.rechoose(&self.config.model, &rates)?;
+        let generation = snap.generation;
+        self.snapshots.store(Arc::new(snap));
+        for bell in &self.bells {
+            bell.ring();
+        }
+        self.published
+            .store(Published::of(&self.config, self.from_file, generation));
+        Some((generation, stats.merged))
     }
 
     /// The generation the slowest worker runs.

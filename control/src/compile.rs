@@ -8,7 +8,8 @@
 //!   groups one [`GroupSet`] naming its groups' slots, shared through `Arc`
 //!   by every interface bound to exactly that set (order does not matter:
 //!   verdicts never depend on it).
-//! - A set that many interfaces share also gets a [`MergedPolicy`] (see
+//! - A set that many interfaces share, or that takes many first packets
+//!   ([`Compiler::rechoose`]), also gets a [`MergedPolicy`] (see
 //!   [`Merging`]): one classifier over its groups' rules, so that its first
 //!   packets cost one lookup, not one per group.
 //! - A rule referencing a group or a prefix list gets the group's members' (or
@@ -68,12 +69,16 @@ pub struct Stats {
 /// besides their groups' own: a first packet of such a set costs one lookup
 /// instead of one per group, and a change to one of its groups rebuilds it
 /// too. Sets of two or more groups qualify once `min_interfaces` interfaces
-/// share them (and lose it below half that), at most `max_sets` of them and
-/// only while their groups hold at most `max_rules` rules between them, so a
+/// share them, or once their interfaces take at least
+/// `min_first_packets_per_sec` first packets a second between them
+/// ([`Compiler::rechoose`], ranked by first packets times the lookups saved);
+/// they lose it below half of either. At most `max_sets` of them, and only
+/// while their groups hold at most `max_rules` rules between them, so a
 /// change rebuilds a bounded amount.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Merging {
     pub min_interfaces: usize,
+    pub min_first_packets_per_sec: f64,
     pub max_sets: usize,
     pub max_rules: usize,
 }
@@ -82,6 +87,7 @@ impl Default for Merging {
     fn default() -> Self {
         Merging {
             min_interfaces: 8,
+            min_first_packets_per_sec: 1000.0,
             max_sets: 64,
             max_rules: 2000,
         }
@@ -121,6 +127,8 @@ struct State {
     next_set_slot: u32,
     /// The sets with a merged classifier.
     merged: HashSet<Box<[GroupId]>>,
+    /// Those of `merged` that have it for their traffic.
+    hot: HashSet<Box<[GroupId]>>,
     /// Sets to give a merged classifier (anew) at the end of this
     /// compilation.
     to_merge: HashSet<Box<[GroupId]>>,
@@ -338,6 +346,82 @@ impl Compiler {
     }
 }
 
+impl Compiler {
+    /// Re-chooses the sets merged for their traffic, given first packets per
+    /// second per interface (model ids) over the last period. Answers the
+    /// next snapshot when the choice changed, `None` when it did not or when
+    /// `model` is not the model compiled last (its next compilation comes
+    /// first).
+    pub fn rechoose(&mut self, model: &Model, rates: &HashMap<u32, f64>) -> Option<(Snapshot, Stats)> {
+        let (version, last) = self.last.as_ref()?;
+        if *version != model.changes().version() {
+            return None;
+        }
+        let state = &mut self.state;
+        let mut per_set: HashMap<Box<[GroupId]>, f64> = HashMap::new();
+        for (iface, rate) in rates {
+            let set = state
+                .interfaces
+                .get(&InterfaceId(*iface))
+                .and_then(|i| i.set.as_ref());
+            if let Some(key) = set.filter(|k| k.len() >= 2) {
+                *per_set.entry(key.clone()).or_default() += rate;
+            }
+        }
+        let m = state.merging;
+        let mut snap = last.successor(self.generation + 1, last.settings);
+        let mut changed = false;
+        // Cooled down: below half the rate, and not shared widely enough.
+        let cooled: Vec<Box<[GroupId]>> = state
+            .hot
+            .iter()
+            .filter(|k| per_set.get(*k).copied().unwrap_or(0.0) < m.min_first_packets_per_sec / 2.0)
+            .cloned()
+            .collect();
+        for key in cooled {
+            state.hot.remove(&key);
+            let Some((set, count)) = state.sets.get(&key) else {
+                continue;
+            };
+            if *count < m.min_interfaces.div_ceil(2) && state.merged.remove(&key) {
+                snap.set_merged(set.slot, None);
+                changed = true;
+            }
+        }
+        // Heated up: the hottest first, while there is room.
+        let mut hot: Vec<(f64, Box<[GroupId]>)> = per_set
+            .into_iter()
+            .filter(|(_, rate)| *rate >= m.min_first_packets_per_sec)
+            .map(|(key, rate)| (rate * (key.len() - 1) as f64, key))
+            .collect();
+        hot.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, key) in hot {
+            if state.merged.contains(&key) {
+                state.hot.insert(key);
+                continue;
+            }
+            if state.merged.len() + state.to_merge.len() >= m.max_sets {
+                break;
+            }
+            state.hot.insert(key.clone());
+            state.to_merge.insert(key);
+        }
+        changed |= state.build_merged(model, &mut snap);
+        if !changed {
+            return None;
+        }
+        self.generation += 1;
+        let stats = Stats {
+            group_sets: state.sets.len(),
+            rebuilt: 0,
+            full: false,
+            merged: state.merged.len(),
+        };
+        self.last = Some((*version, snap.successor(self.generation, snap.settings)));
+        Some((snap, stats))
+    }
+}
+
 /// The objects a compilation has to look at, without repeats.
 #[derive(Default)]
 struct Dirty {
@@ -500,36 +584,7 @@ impl State {
             .cloned()
             .collect();
         self.to_merge.extend(stale);
-        for key in std::mem::take(&mut self.to_merge) {
-            let Some((set, _)) = self.sets.get(&key) else {
-                continue;
-            };
-            let slot = set.slot;
-            let groups: Vec<&SecurityGroup> = key.iter().filter_map(|g| model.group(*g)).collect();
-            let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
-            if rules > self.merging.max_rules || groups.len() != key.len() {
-                snap.set_merged(slot, None);
-                self.merged.remove(&key);
-                continue;
-            }
-            let merged = MergedPolicy {
-                stateful: groups.iter().all(|g| g.stateful),
-                ingress: compile_rules(
-                    model,
-                    groups.iter().flat_map(|g| &g.rules),
-                    Direction::Ingress,
-                    &mut self.addrs,
-                ),
-                egress: compile_rules(
-                    model,
-                    groups.iter().flat_map(|g| &g.rules),
-                    Direction::Egress,
-                    &mut self.addrs,
-                ),
-            };
-            snap.set_merged(slot, Some(Arc::new(merged)));
-            self.merged.insert(key);
-        }
+        self.build_merged(model, snap);
 
         // Deleted groups and prefix lists. No interface names a deleted group
         // (the model unbinds or refuses first), so no set names its slot.
@@ -557,6 +612,46 @@ impl State {
             }
         }
         rebuilt
+    }
+
+    /// Builds the merged classifiers of the sets queued in `to_merge` (anew
+    /// for those that have one); a set over the rule limit gets none.
+    /// Answers whether the merged table changed.
+    fn build_merged(&mut self, model: &Model, snap: &mut Snapshot) -> bool {
+        let mut changed = false;
+        for key in std::mem::take(&mut self.to_merge) {
+            let Some((set, _)) = self.sets.get(&key) else {
+                continue;
+            };
+            let slot = set.slot;
+            let groups: Vec<&SecurityGroup> = key.iter().filter_map(|g| model.group(*g)).collect();
+            let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+            if rules > self.merging.max_rules || groups.len() != key.len() {
+                snap.set_merged(slot, None);
+                changed |= self.merged.remove(&key);
+                self.hot.remove(&key);
+                continue;
+            }
+            let merged = MergedPolicy {
+                stateful: groups.iter().all(|g| g.stateful),
+                ingress: compile_rules(
+                    model,
+                    groups.iter().flat_map(|g| &g.rules),
+                    Direction::Ingress,
+                    &mut self.addrs,
+                ),
+                egress: compile_rules(
+                    model,
+                    groups.iter().flat_map(|g| &g.rules),
+                    Direction::Egress,
+                    &mut self.addrs,
+                ),
+            };
+            snap.set_merged(slot, Some(Arc::new(merged)));
+            self.merged.insert(key);
+            changed = true;
+        }
+        changed
     }
 
     /// The compiled set of `key` (ascending group ids), shared, counted once
@@ -597,12 +692,17 @@ impl State {
         };
         *count -= 1;
         let (slot, count) = (set.slot, *count);
-        if count < self.merging.min_interfaces.div_ceil(2) && self.merged.remove(&key) {
+        if count < self.merging.min_interfaces.div_ceil(2)
+            && !self.hot.contains(&key)
+            && self.merged.remove(&key)
+        {
             snap.set_merged(slot, None);
         }
         if count == 0 {
             self.sets.remove(&key);
             self.to_merge.remove(&key);
+            self.merged.remove(&key);
+            self.hot.remove(&key);
             snap.set_merged(slot, None);
             self.free_set_slots.push(slot);
         }

@@ -401,6 +401,7 @@ fn control_api(
         published: Arc::clone(&published),
         control: tokio::sync::Mutex::new(Control {
             published,
+            decisions: std::collections::HashMap::new(),
             config_path: opts.config.clone(),
             config: loaded.config,
             compiler,

@@ -343,6 +343,7 @@ pub fn serve(
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(Arc::clone(&api));
+        let merging = tokio::spawn(merge_by_traffic(Arc::clone(&api), Arc::clone(&stop)));
         let hangups = tokio::spawn(model::reload_on_hangup(api, hup, Arc::clone(&stop)));
         let stopped = async move {
             while !stop.load(Ordering::Relaxed) {
@@ -351,8 +352,29 @@ pub fn serve(
         };
         let served = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
         hangups.abort();
+        merging.abort();
         served
     })
+}
+
+/// How often the sets merged for their traffic are re-chosen.
+pub const MERGE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Every [`MERGE_PERIOD`], re-chooses the group sets merged for their
+/// traffic (`Control::rechoose_merged`), until `stop`.
+async fn merge_by_traffic(api: Arc<Api>, stop: Arc<AtomicBool>) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(MERGE_PERIOD).await;
+        let mut c = api.control.lock().await;
+        let period = last.elapsed();
+        last = Instant::now();
+        if let Some((generation, merged)) = tokio::task::block_in_place(|| c.rechoose_merged(period)) {
+            crate::daemon::log(format_args!(
+                "merged classifiers re-chosen by traffic: {merged} group sets merged; snapshot generation {generation}"
+            ));
+        }
+    }
 }
 
 /// Binds the API's address (a clear error names it).

@@ -442,19 +442,28 @@ proptest! {
         let mut model = build(&plans);
         // One compiler as shipped, one that merges every set of two or more
         // groups, so that merged classifiers are built, rebuilt and dropped.
-        let everything = Merging { min_interfaces: 1, max_sets: 1000, max_rules: 1000 };
+        let everything = Merging { min_interfaces: 1, min_first_packets_per_sec: 1.0, max_sets: 1000, max_rules: 1000 };
         let mut compilers = [Compiler::new(), Compiler::with_merging(everything)];
         for compiler in &mut compilers {
             let (_, stats) = compiler.compile(&model, &Settings::default());
             prop_assert!(stats.full);
         }
-        for ops in &steps {
+        for (n, ops) in steps.iter().enumerate() {
             for op in ops {
                 apply_op(&mut model, op);
             }
             for compiler in &mut compilers {
                 let (snap, stats) = compiler.compile(&model, &Settings::default());
                 prop_assert!(!stats.full, "a change compiles from the change");
+                for p in &packets {
+                    agree(&model, &snap, p)?;
+                }
+            }
+            // Traffic heats every interface up, or (every other step) none:
+            // the shipped compiler merges the sets for it, or drops them.
+            let rate = if n % 2 == 0 { 1e6 } else { 0.0 };
+            let rates = model.interfaces().map(|i| (i.id.0, rate)).collect();
+            if let Some((snap, _)) = compilers[0].rechoose(&model, &rates) {
                 for p in &packets {
                     agree(&model, &snap, p)?;
                 }
@@ -520,6 +529,68 @@ fn a_set_many_interfaces_share_gets_a_merged_classifier_that_follows_its_groups(
     assert_eq!(stats.merged, 0);
     assert!(
         !snap.decide(&ssh_from_operators).allowed,
+        "web alone has no ssh from there"
+    );
+}
+
+#[test]
+fn a_set_with_heavy_traffic_is_merged_and_loses_it_when_it_cools_down() {
+    let mut model = tiers();
+    model.bind_group("prod", "web-1", "bastion").unwrap();
+    let web1 = model
+        .interface_by_name(model.vpc_by_name("prod").unwrap().id, "web-1")
+        .unwrap()
+        .id
+        .0;
+    let mut compiler = Compiler::new();
+    let (snap, stats) = compiler.compile(&model, &Settings::default());
+    assert_eq!(stats.merged, 0, "one interface is not many");
+    let vpc = snap.vpc(None).unwrap();
+    let set = |s: &Snapshot| {
+        s.endpoint(vpc, "198.18.1.10".parse().unwrap())
+            .unwrap()
+            .groups
+            .clone()
+            .unwrap()
+    };
+    assert!(snap.merged(set(&snap).slot).is_none());
+    let ssh_from_operators = snapshot::Packet {
+        vlan: None,
+        src: "198.19.100.7".parse().unwrap(),
+        dst: "198.18.1.10".parse().unwrap(),
+        proto: 6,
+        src_port: 40000,
+        dst_port: 22,
+    };
+
+    // Below the threshold nothing changes; above it, web-1's set is merged.
+    let rates = |r: f64| std::iter::once((web1, r)).collect();
+    assert!(compiler.rechoose(&model, &rates(999.0)).is_none());
+    let (hot, stats) = compiler.rechoose(&model, &rates(5000.0)).expect("a new snapshot");
+    assert_eq!(stats.merged, 1);
+    assert_eq!(hot.generation, snap.generation + 1);
+    assert!(hot.merged(set(&hot).slot).is_some());
+    assert!(
+        hot.decide(&ssh_from_operators).allowed,
+        "bastion's rule, through the merged set"
+    );
+    assert!(
+        compiler.rechoose(&model, &rates(5000.0)).is_none(),
+        "no change, no snapshot"
+    );
+    // Still hot above half the threshold; cooled below it.
+    assert!(compiler.rechoose(&model, &rates(600.0)).is_none());
+    let (cool, stats) = compiler.rechoose(&model, &rates(0.0)).expect("a new snapshot");
+    assert_eq!(stats.merged, 0);
+    assert!(cool.merged(set(&cool).slot).is_none());
+    assert!(cool.decide(&ssh_from_operators).allowed);
+    // A model changed since its last compilation is compiled first.
+    compiler.rechoose(&model, &rates(5000.0)).expect("hot again");
+    model.unbind_group("prod", "web-1", "bastion").unwrap();
+    assert!(compiler.rechoose(&model, &rates(5000.0)).is_none());
+    let (after, _) = compiler.compile(&model, &Settings::default());
+    assert!(
+        !after.decide(&ssh_from_operators).allowed,
         "web alone has no ssh from there"
     );
 }
