@@ -494,14 +494,7 @@ fn a_set_many_interfaces_share_gets_a_merged_classifier_that_follows_its_groups(
     let vpc = snap.vpc(None).unwrap();
     let web = snap.endpoint(vpc, "198.18.1.10".parse().unwrap()).unwrap();
     assert!(snap.merged(web.groups.as_ref().unwrap().slot).is_some());
-    let ssh_from_operators = snapshot::Packet {
-        vlan: None,
-        src: "198.19.100.7".parse().unwrap(),
-        dst: "198.18.1.10".parse().unwrap(),
-        proto: 6,
-        src_port: 40000,
-        dst_port: 22,
-    };
+    let ssh_from_operators = tcp("198.19.100.7", "198.18.1.10", 22);
     assert!(
         snap.decide(&ssh_from_operators).allowed,
         "bastion's rule, through the merged set"
@@ -554,14 +547,7 @@ fn a_set_with_heavy_traffic_is_merged_and_loses_it_when_it_cools_down() {
             .unwrap()
     };
     assert!(snap.merged(set(&snap).slot).is_none());
-    let ssh_from_operators = snapshot::Packet {
-        vlan: None,
-        src: "198.19.100.7".parse().unwrap(),
-        dst: "198.18.1.10".parse().unwrap(),
-        proto: 6,
-        src_port: 40000,
-        dst_port: 22,
-    };
+    let ssh_from_operators = tcp("198.19.100.7", "198.18.1.10", 22);
 
     // Below the threshold nothing changes; above it, web-1's set is merged.
     let rates = |r: f64| std::iter::once((web1, r)).collect();
@@ -616,14 +602,7 @@ fn a_model_that_does_not_descend_from_the_last_compiled_is_compiled_in_full() {
     model.add_rules("prod", "web", &[rule]).unwrap();
     let (snap, stats) = compiler.compile(&model, &Settings::default());
     assert_eq!((stats.full, stats.rebuilt), (true, 4));
-    let p = snapshot::Packet {
-        vlan: None,
-        src: "198.51.100.7".parse().unwrap(),
-        dst: "198.18.3.10".parse().unwrap(),
-        proto: 6,
-        src_port: 40000,
-        dst_port: 2222,
-    };
+    let p = tcp("198.51.100.7", "198.18.3.10", 2222);
     assert!(
         !snap.decide(&p).allowed,
         "bastion's rule is the copy's, not this model's"
@@ -638,6 +617,18 @@ fn a_model_that_does_not_descend_from_the_last_compiled_is_compiled_in_full() {
         .unwrap();
     assert!(compiler.compile(&model, &Settings::default()).1.full);
     assert!(!compiler.compile(&model, &Settings::default()).1.full);
+}
+
+/// An untagged TCP first packet from port 40000 of `src` to `dst:port`.
+fn tcp(src: &str, dst: &str, port: u16) -> snapshot::Packet {
+    snapshot::Packet {
+        vlan: None,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto: 6,
+        src_port: 40000,
+        dst_port: port,
+    }
 }
 
 fn tiers() -> Model {
@@ -713,14 +704,7 @@ fn an_unchanged_model_recompiles_nothing_and_a_change_only_the_groups_it_touches
         .unwrap();
     let (fourth, stats) = compiler.compile(&model, &Settings::default());
     assert_eq!(stats.rebuilt, 1, "only db references group:web");
-    let p = snapshot::Packet {
-        vlan: None,
-        src: "198.18.1.12".parse().unwrap(),
-        dst: "198.18.2.10".parse().unwrap(),
-        proto: 6,
-        src_port: 40000,
-        dst_port: 3306,
-    };
+    let p = tcp("198.18.1.12", "198.18.2.10", 3306);
     assert!(
         fourth.decide(&p).allowed,
         "the new web member reaches the database"
