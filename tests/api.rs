@@ -1162,3 +1162,57 @@ fn a_set_under_heavy_traffic_is_merged_and_unmerged_when_it_stops() {
     );
     assert!(reaches(&t, 80));
 }
+
+/// Started with the 1024 open files a service manager gives by default,
+/// rampart raises its limit, so 3000 idle connections to the API do not
+/// lock it out: /health and an authorized GET still answer within 1 s.
+#[test]
+fn idle_connections_beyond_the_default_open_file_limit_do_not_lock_the_api_out() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    rampart_testkit::require_root!("namespaces, AF_XDP");
+    // This process holds the 3000 client ends.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    assert!(
+        hard >= 4096,
+        "the test needs a hard open-file limit of 4096 or more, not {hard}"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, soft.max(4096), hard).expect("setrlimit");
+    let t = network("nofile");
+    let scratch = support::scratch("nofile");
+    let dir = scratch.path();
+    let d = Daemon::start_with_open_files(&t.fw, dir, CONFIG, 1024);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files");
+    let raised: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .expect("soft limit");
+    assert!(raised >= 4096, "{line}");
+    assert!(d.stdout().contains("(raised from 1024)"), "{}", d.stdout());
+
+    let idle = Topology::within(&t.fw, || {
+        (0..3000)
+            .map(|_| std::net::TcpStream::connect("127.0.0.1:9740").expect("connect"))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("connector")
+    .expect("in the namespace");
+    std::thread::sleep(Duration::from_millis(500));
+    let api = Client::new(&t.fw, dir);
+    for path in ["/health", "/v1/vpcs"] {
+        let started = std::time::Instant::now();
+        let (status, body) = api.get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    drop(idle);
+}

@@ -113,8 +113,28 @@ impl Drop for Promiscuous {
     }
 }
 
+/// The open-file limit the daemon raises its soft limit to (at most its hard
+/// limit): every API connection, socket and file takes one.
+pub const OPEN_FILES: u64 = 1 << 20;
+
+/// Raises the soft open-file limit to the hard one (at most [`OPEN_FILES`]):
+/// a service manager's default of 1024 would let idle API clients take every
+/// descriptor. Answers (before, after).
+fn raise_open_files() -> (u64, u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return (0, 0);
+    };
+    let want = hard.min(OPEN_FILES).max(soft);
+    if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
+        return (soft, want);
+    }
+    (soft, soft)
+}
+
 /// Runs the appliance until SIGINT or SIGTERM (or a worker's failure).
 pub fn run(opts: &Options) -> Result<(), RunError> {
+    let files = raise_open_files();
     let signals = Signals::register()?;
     let loaded = load(opts)?;
     let listener = api::bind_address(opts.listen).map_err(setup)?;
@@ -131,7 +151,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let ports = [names[0].as_str(), names[1].as_str()];
     let promiscuous = prepare_ports(ports)?;
     let mut opened = open_workers(&loaded, &snapshots)?;
-    let wake = banner(opts, &loaded, &opened, compiled);
+    let wake = banner(opts, &loaded, &opened, compiled, files);
     let idle = match loaded.appliance.idle {
         IdleSetting::Busy => Idle::Busy,
         IdleSetting::Adaptive => Idle::Adaptive,
@@ -470,7 +490,13 @@ fn hold_wake_latency(appliance: &Appliance) -> (Option<WakeLatency>, String) {
 
 /// Prints what runs where; holds the wake-up latency request (kept until the
 /// workers have stopped; the kernel drops it at exit whatever the exit).
-fn banner(opts: &Options, loaded: &Loaded, opened: &Opened, compiled: Compiled) -> Option<WakeLatency> {
+fn banner(
+    opts: &Options,
+    loaded: &Loaded,
+    opened: &Opened,
+    compiled: Compiled,
+    files: (u64, u64),
+) -> Option<WakeLatency> {
     let appliance = &loaded.appliance;
     let origin = &loaded.origin;
     println!("rampart {} running", env!("CARGO_PKG_VERSION"));
@@ -501,6 +527,12 @@ fn banner(opts: &Options, loaded: &Loaded, opened: &Opened, compiled: Compiled) 
     );
     let (wake, line) = hold_wake_latency(appliance);
     println!("  wake-up     {line}");
+    let raised = if files.1 > files.0 {
+        format!(" (raised from {})", files.0)
+    } else {
+        String::new()
+    };
+    println!("  open files  {}{raised}", files.1);
     println!(
         "  policy      {}; {} group sets; snapshot generation {} compiled in {:.2} ms",
         Summary::of(&loaded.config.model),

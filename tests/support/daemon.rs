@@ -37,12 +37,35 @@ impl Daemon {
     /// [`Daemon::start`] for a model that takes long to load (this is a
     /// debug build).
     pub fn start_within(ns: &str, dir: &Path, config: &str, timeout: Duration) -> Daemon {
+        Daemon::launch(ns, dir, config, timeout, &[])
+    }
+
+    /// [`Daemon::start`] with a soft open-file limit of `soft` (the hard one
+    /// unchanged), as a service manager's default would give it.
+    pub fn start_with_open_files(ns: &str, dir: &Path, config: &str, soft: u64) -> Daemon {
+        let (_, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).expect("getrlimit");
+        let limit = format!("--nofile={soft}:{hard}");
+        Daemon::launch(
+            ns,
+            dir,
+            config,
+            Duration::from_secs(10),
+            &["prlimit", &limit, "--"],
+        )
+    }
+
+    /// Starts `rampart run` through `wrapper` (a command that execs the
+    /// rest, so the process id stays rampart's).
+    fn launch(ns: &str, dir: &Path, config: &str, timeout: Duration, wrapper: &[&str]) -> Daemon {
         std::fs::create_dir_all(dir).expect("state dir");
         std::fs::write(dir.join("rampart.toml"), config).expect("write config");
         let out = std::fs::File::create(dir.join("stdout")).expect("stdout file");
         let err = std::fs::File::create(dir.join("stderr")).expect("stderr file");
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "run", "-c"])
+            .args(["netns", "exec", ns])
+            .args(wrapper)
+            .args([BIN, "run", "-c"])
             .arg(dir.join("rampart.toml"))
             .arg("--state-dir")
             .arg(dir.join("state"))
