@@ -313,7 +313,7 @@ impl Compiler {
         self.generation += 1;
         let settings = dataplane_settings(settings);
         let delta = self.last.as_ref().and_then(|(version, last)| {
-            let changes: Vec<Changed> = model.changes().since(*version)?.collect();
+            let changes = model.changes().distinct_since(*version)?;
             let vpc_changed = changes.iter().any(|c| matches!(c, Changed::Vpc(_)));
             (!vpc_changed).then(|| (last.successor(self.generation, settings), Dirty::new(changes)))
         });
@@ -431,13 +431,10 @@ struct Dirty {
 }
 
 impl Dirty {
+    /// From distinct changes.
     fn new(changes: Vec<Changed>) -> Self {
-        let mut seen = HashSet::new();
         let mut dirty = Dirty::default();
         for c in changes {
-            if !seen.insert(c) {
-                continue;
-            }
             match c {
                 Changed::Group(g) => dirty.groups.push(g),
                 Changed::Interface(i) => dirty.interfaces.push(i),

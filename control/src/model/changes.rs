@@ -36,8 +36,10 @@ fn fresh_version() -> u64 {
     NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
 }
 
-/// An object that was added, changed or removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An object that was added, changed or removed (also how the journal names
+/// a removed object).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Changed {
     Vpc(VpcId),
     Group(GroupId),
@@ -102,6 +104,13 @@ impl Changes {
         Some(self.log[start..].iter().map(|&(_, c)| c))
     }
 
+    /// The objects changed after `version`, each once, in the order of their
+    /// first change; `None` as for [`Changes::since`].
+    pub fn distinct_since(&self, version: u64) -> Option<Vec<Changed>> {
+        let mut seen = std::collections::HashSet::new();
+        Some(self.since(version)?.filter(|c| seen.insert(*c)).collect())
+    }
+
     /// Forgets the records up to the current version, which stays on the
     /// chain: `since(version())` still answers, older versions do not.
     pub fn trim(&mut self) {
@@ -109,11 +118,7 @@ impl Changes {
         self.log.clear();
     }
 
-    /// Records kept.
-    pub fn len(&self) -> usize {
-        self.log.len()
-    }
-
+    /// No records kept.
     pub fn is_empty(&self) -> bool {
         self.log.is_empty()
     }
@@ -222,6 +227,11 @@ mod tests {
             [2, 1].map(|g| Changed::Group(GroupId(g)))
         );
         assert_eq!(changed(&c, c.version()).unwrap(), []);
+        assert_eq!(
+            c.distinct_since(v0).unwrap(),
+            [1, 2].map(|g| Changed::Group(GroupId(g))),
+            "each once, by first change"
+        );
     }
 
     #[test]

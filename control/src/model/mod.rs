@@ -152,43 +152,8 @@ pub struct Delta {
     groups: Vec<SecurityGroup>,
     interfaces: Vec<Interface>,
     prefix_lists: Vec<PrefixList>,
-    removed: Vec<Removed>,
-}
-
-impl Delta {
-    /// Objects written or removed.
-    pub fn len(&self) -> usize {
-        self.vpcs.len()
-            + self.groups.len()
-            + self.interfaces.len()
-            + self.prefix_lists.len()
-            + self.removed.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// An object a [`Delta`] removes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Removed {
-    Vpc(VpcId),
-    Group(GroupId),
-    Interface(InterfaceId),
-    PrefixList(PrefixListId),
-}
-
-impl From<Changed> for Removed {
-    fn from(c: Changed) -> Self {
-        match c {
-            Changed::Vpc(id) => Removed::Vpc(id),
-            Changed::Group(id) => Removed::Group(id),
-            Changed::Interface(id) => Removed::Interface(id),
-            Changed::PrefixList(id) => Removed::PrefixList(id),
-        }
-    }
+    /// The objects removed.
+    removed: Vec<Changed>,
 }
 
 /// The whole security-group model. See the module documentation.
@@ -562,7 +527,6 @@ impl Model {
     /// the removed ones' keys, or `None` when `version` is not on this
     /// model's chain ([`Changes::since`]).
     pub fn delta_since(&self, version: u64) -> Option<Delta> {
-        let mut seen = std::collections::HashSet::new();
         let mut d = Delta {
             quotas: self.quotas,
             next: self.next,
@@ -572,22 +536,24 @@ impl Model {
             prefix_lists: Vec::new(),
             removed: Vec::new(),
         };
-        for c in self.changes.since(version)? {
-            if !seen.insert(c) {
-                continue;
-            }
-            let found = match c {
-                Changed::Vpc(id) => self.vpcs.get(&id).cloned().map(|v| d.vpcs.push(v)),
-                Changed::Group(id) => self.groups.get(&id).cloned().map(|g| d.groups.push(g)),
-                Changed::Interface(id) => self.interfaces.get(&id).cloned().map(|i| d.interfaces.push(i)),
-                Changed::PrefixList(id) => self
-                    .prefix_lists
-                    .get(&id)
-                    .cloned()
-                    .map(|p| d.prefix_lists.push(p)),
-            };
-            if found.is_none() {
-                d.removed.push(c.into());
+        for c in self.changes.distinct_since(version)? {
+            match c {
+                Changed::Vpc(id) => match self.vpcs.get(&id) {
+                    Some(v) => d.vpcs.push(v.clone()),
+                    None => d.removed.push(c),
+                },
+                Changed::Group(id) => match self.groups.get(&id) {
+                    Some(g) => d.groups.push(g.clone()),
+                    None => d.removed.push(c),
+                },
+                Changed::Interface(id) => match self.interfaces.get(&id) {
+                    Some(i) => d.interfaces.push(i.clone()),
+                    None => d.removed.push(c),
+                },
+                Changed::PrefixList(id) => match self.prefix_lists.get(&id) {
+                    Some(p) => d.prefix_lists.push(p.clone()),
+                    None => d.removed.push(c),
+                },
             }
         }
         Some(d)
@@ -600,10 +566,10 @@ impl Model {
         self.next = d.next;
         for r in d.removed {
             match r {
-                Removed::Vpc(id) => drop(self.vpcs.remove(&mut self.changes, &id)),
-                Removed::Group(id) => drop(self.groups.remove(&mut self.changes, &id)),
-                Removed::Interface(id) => drop(self.interfaces.remove(&mut self.changes, &id)),
-                Removed::PrefixList(id) => drop(self.prefix_lists.remove(&mut self.changes, &id)),
+                Changed::Vpc(id) => drop(self.vpcs.remove(&mut self.changes, &id)),
+                Changed::Group(id) => drop(self.groups.remove(&mut self.changes, &id)),
+                Changed::Interface(id) => drop(self.interfaces.remove(&mut self.changes, &id)),
+                Changed::PrefixList(id) => drop(self.prefix_lists.remove(&mut self.changes, &id)),
             }
         }
         for v in d.vpcs {
