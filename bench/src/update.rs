@@ -225,23 +225,7 @@ pub fn document(plan: Plan) -> serde_json::Value {
 /// The same model as configuration-file tables (TOML), to follow an
 /// `[appliance]` table.
 pub fn config_toml(plan: Plan) -> String {
-    toml::to_string(&without_nulls(document(plan))).expect("the model's tables are TOML")
-}
-
-/// `value` without its null members (TOML has no null; an absent key is the
-/// default).
-fn without_nulls(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
-        other => other,
-    }
+    toml::to_string(&document(plan)).expect("the model's tables are TOML")
 }
 
 /// The process's resident memory, MB (0 where /proc does not say).

@@ -39,15 +39,6 @@ impl<T: Clone + Default> Chunks<T> {
         }
         Arc::get_mut(chunk).expect("just made unique")[i % CHUNK] = value;
     }
-
-    /// Slots, written or not.
-    pub fn len(&self) -> usize {
-        self.chunks.len() * CHUNK
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
 }
 
 /// Shards per [`Shards`] map.

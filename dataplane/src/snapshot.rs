@@ -276,11 +276,6 @@ impl Snapshot {
         };
     }
 
-    /// Protected addresses.
-    pub fn endpoint_count(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
     /// The VPC of a frame with this outer VLAN; VLAN 0 (a priority tag) is
     /// untagged.
     pub fn vpc(&self, vlan: Option<u16>) -> Option<VpcIndex> {
