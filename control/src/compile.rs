@@ -99,7 +99,6 @@ impl Default for Merging {
 #[derive(Debug, Default)]
 pub struct Compiler {
     generation: u64,
-    merging: Merging,
     /// The model version compiled last, and a copy of the snapshot built
     /// from it (sharing its tables) to build the next one from.
     last: Option<(u64, Snapshot)>,
@@ -300,7 +299,10 @@ impl Compiler {
     /// A compiler that merges the classifiers of group sets by `merging`.
     pub fn with_merging(merging: Merging) -> Self {
         Compiler {
-            merging,
+            state: State {
+                merging,
+                ..State::default()
+            },
             ..Compiler::default()
         }
     }
@@ -320,7 +322,7 @@ impl Compiler {
         let full = delta.is_none();
         let (mut snap, dirty) = delta.unwrap_or_else(|| {
             self.state = State {
-                merging: self.merging,
+                merging: self.state.merging,
                 ..State::default()
             };
             let mut snap = Snapshot::new(self.generation, settings);
@@ -344,9 +346,7 @@ impl Compiler {
         ));
         (snap, stats)
     }
-}
 
-impl Compiler {
     /// Re-chooses the sets merged for their traffic, given first packets per
     /// second per interface (model ids) over the last period. Answers the
     /// next snapshot when the choice changed, `None` when it did not or when
