@@ -131,8 +131,9 @@ pub struct PrefixList {
     pub cidrs: Vec<IpNet>,
 }
 
+/// The next id of each kind of object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct NextIds {
+pub struct NextIds {
     vpc: u32,
     group: u32,
     rule: u32,
@@ -146,14 +147,42 @@ struct NextIds {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delta {
-    quotas: Quotas,
-    next: NextIds,
-    vpcs: Vec<Vpc>,
-    groups: Vec<SecurityGroup>,
-    interfaces: Vec<Interface>,
-    prefix_lists: Vec<PrefixList>,
+    pub quotas: Quotas,
+    pub next: NextIds,
+    pub vpcs: Vec<Vpc>,
+    pub groups: Vec<SecurityGroup>,
+    pub interfaces: Vec<Interface>,
+    pub prefix_lists: Vec<PrefixList>,
     /// The objects removed.
-    removed: Vec<Changed>,
+    pub removed: Vec<Changed>,
+}
+
+impl Delta {
+    /// A delta that changes nothing but the quotas and next ids.
+    pub fn empty(quotas: Quotas, next: NextIds) -> Delta {
+        Delta {
+            quotas,
+            next,
+            vpcs: Vec::new(),
+            groups: Vec::new(),
+            interfaces: Vec::new(),
+            prefix_lists: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Objects written or removed.
+    pub fn len(&self) -> usize {
+        self.vpcs.len()
+            + self.groups.len()
+            + self.interfaces.len()
+            + self.prefix_lists.len()
+            + self.removed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The whole security-group model. See the module documentation.
@@ -278,6 +307,10 @@ impl Model {
 
     pub fn quotas(&self) -> Quotas {
         self.quotas
+    }
+
+    pub fn next_ids(&self) -> NextIds {
+        self.next
     }
 
     /// What changed in this model, for the compiler.
@@ -527,15 +560,7 @@ impl Model {
     /// the removed ones' keys, or `None` when `version` is not on this
     /// model's chain ([`Changes::since`]).
     pub fn delta_since(&self, version: u64) -> Option<Delta> {
-        let mut d = Delta {
-            quotas: self.quotas,
-            next: self.next,
-            vpcs: Vec::new(),
-            groups: Vec::new(),
-            interfaces: Vec::new(),
-            prefix_lists: Vec::new(),
-            removed: Vec::new(),
-        };
+        let mut d = Delta::empty(self.quotas, self.next);
         for c in self.changes.distinct_since(version)? {
             match c {
                 Changed::Vpc(id) => match self.vpcs.get(&id) {
@@ -557,6 +582,170 @@ impl Model {
             }
         }
         Some(d)
+    }
+
+    /// Every object of the model as one [`Delta`] (what a model written
+    /// whole is made of).
+    pub fn whole(&self) -> Delta {
+        Delta {
+            quotas: self.quotas,
+            next: self.next,
+            vpcs: self.vpcs.values().cloned().collect(),
+            groups: self.groups.values().cloned().collect(),
+            interfaces: self.interfaces.values().cloned().collect(),
+            prefix_lists: self.prefix_lists.values().cloned().collect(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// The model made of `whole`'s objects, its indexes built and its
+    /// references checked; an error names what is wrong.
+    pub fn from_delta(whole: Delta) -> Result<Model, String> {
+        let mut m = Model::default();
+        m.apply_delta(whole);
+        m.reindexed()
+    }
+
+    /// Applies a [`Delta`] made elsewhere (another node's change) in
+    /// proportion to its size: the indexes are updated for the objects it
+    /// touches, and the invariants the module documentation lists are
+    /// checked for them (a removal also checks that nothing still refers to
+    /// what it removed). All or nothing: on an error the model is unchanged.
+    pub fn apply_checked(&mut self, d: Delta) -> Result<(), String> {
+        let mut m = self.clone();
+        m.quotas = d.quotas;
+        m.next = d.next;
+        // Index entries of the interfaces written or removed go first, so
+        // that one delta may move an address or a name between interfaces.
+        let touched: Vec<InterfaceId> = d
+            .interfaces
+            .iter()
+            .map(|i| i.id)
+            .chain(d.removed.iter().filter_map(|r| match r {
+                Changed::Interface(id) => Some(*id),
+                _ => None,
+            }))
+            .collect();
+        for id in &touched {
+            if let Some(old) = m.interfaces.get(id).cloned() {
+                for a in &old.addresses {
+                    m.addresses.remove(&(old.vpc, *a));
+                }
+                m.interface_names.remove(&(old.vpc, old.name.clone()));
+            }
+        }
+        let removed_any = !d.removed.is_empty();
+        for r in &d.removed {
+            let gone = match *r {
+                Changed::Vpc(id) => m.vpcs.remove(&mut m.changes, &id).is_some(),
+                Changed::Group(id) => m.groups.remove(&mut m.changes, &id).is_some(),
+                Changed::Interface(id) => m.interfaces.remove(&mut m.changes, &id).is_some(),
+                Changed::PrefixList(id) => m.prefix_lists.remove(&mut m.changes, &id).is_some(),
+            };
+            if !gone {
+                return Err(format!("removes {r:?}, which does not exist"));
+            }
+        }
+        let vpcs: Vec<VpcId> = d.vpcs.iter().map(|v| v.id).collect();
+        let groups: Vec<GroupId> = d.groups.iter().map(|g| g.id).collect();
+        for v in d.vpcs {
+            m.vpcs.insert(&mut m.changes, v.id, v);
+        }
+        for g in d.groups {
+            m.groups.insert(&mut m.changes, g.id, g);
+        }
+        for p in d.prefix_lists {
+            m.prefix_lists.insert(&mut m.changes, p.id, p);
+        }
+        let interfaces: Vec<InterfaceId> = d.interfaces.iter().map(|i| i.id).collect();
+        for i in d.interfaces {
+            m.interfaces.insert(&mut m.changes, i.id, i);
+        }
+        for id in &interfaces {
+            let iface = m.interfaces[id].clone();
+            m.check_stored_interface(&iface)?;
+            for a in &iface.addresses {
+                if let Some(other) = m.addresses.insert((iface.vpc, *a), iface.id) {
+                    return Err(format!(
+                        "address {a} belongs to interfaces {other} and {}",
+                        iface.id
+                    ));
+                }
+            }
+            if let Some(other) = m
+                .interface_names
+                .insert((iface.vpc, iface.name.clone()), iface.id)
+            {
+                return Err(format!(
+                    "interface name {:?} is used by {other} and {}",
+                    iface.name, iface.id
+                ));
+            }
+        }
+        for id in &groups {
+            m.check_stored_group(&m.groups[id])?;
+        }
+        for id in &vpcs {
+            m.check_stored_vpc(&m.vpcs[id])?;
+        }
+        if removed_any {
+            // What refers to a removed object may be anywhere.
+            for v in m.vpcs.values() {
+                m.check_stored_vpc(v)?;
+            }
+            for g in m.groups.values() {
+                m.check_stored_group(g)?;
+            }
+            for i in m.interfaces.values() {
+                m.check_stored_interface(i)?;
+            }
+        }
+        *self = m;
+        Ok(())
+    }
+
+    fn check_stored_vpc(&self, v: &Vpc) -> Result<(), String> {
+        if self
+            .groups
+            .get(&v.default_group)
+            .map(|g| (g.vpc, g.name.as_str()))
+            != Some((v.id, DEFAULT_GROUP))
+        {
+            return Err(format!("vpc {} has no default group", v.id));
+        }
+        Ok(())
+    }
+
+    fn check_stored_group(&self, g: &SecurityGroup) -> Result<(), String> {
+        if !self.vpcs.contains_key(&g.vpc) {
+            return Err(format!("group {} is in a missing vpc", g.id));
+        }
+        for r in &g.rules {
+            let ok = match r.remote {
+                Some(Remote::Group(id)) => self.groups.get(&id).map(|x| x.vpc) == Some(g.vpc),
+                Some(Remote::PrefixList(id)) => self.prefix_lists.get(&id).map(|x| x.vpc) == Some(g.vpc),
+                _ => true,
+            };
+            if !ok {
+                return Err(format!(
+                    "rule {} of group {} refers to a missing object",
+                    r.id, g.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_stored_interface(&self, iface: &Interface) -> Result<(), String> {
+        if !self.vpcs.contains_key(&iface.vpc) {
+            return Err(format!("interface {} is in a missing vpc", iface.id));
+        }
+        for g in &iface.groups {
+            if self.groups.get(g).map(|g| g.vpc) != Some(iface.vpc) {
+                return Err(format!("interface {} is bound to a missing group {g}", iface.id));
+            }
+        }
+        Ok(())
     }
 
     /// Writes a [`Delta`]'s objects and removals into the maps as they are;
@@ -596,14 +785,7 @@ impl Model {
         m.changes = Changes::default();
         let interfaces: Vec<Interface> = m.interfaces.values().cloned().collect();
         for iface in &interfaces {
-            if !m.vpcs.contains_key(&iface.vpc) {
-                return Err(format!("interface {} is in a missing vpc", iface.id));
-            }
-            for g in &iface.groups {
-                if m.groups.get(g).map(|g| g.vpc) != Some(iface.vpc) {
-                    return Err(format!("interface {} is bound to a missing group {g}", iface.id));
-                }
-            }
+            m.check_stored_interface(iface)?;
             for a in &iface.addresses {
                 if m.addresses.insert((iface.vpc, *a), iface.id).is_some() {
                     return Err(format!("address {a} belongs to two interfaces"));
@@ -617,28 +799,10 @@ impl Model {
             }
         }
         for v in m.vpcs.values() {
-            if m.groups.get(&v.default_group).map(|g| (g.vpc, g.name.as_str())) != Some((v.id, DEFAULT_GROUP))
-            {
-                return Err(format!("vpc {} has no default group", v.id));
-            }
+            m.check_stored_vpc(v)?;
         }
         for g in m.groups.values() {
-            if !m.vpcs.contains_key(&g.vpc) {
-                return Err(format!("group {} is in a missing vpc", g.id));
-            }
-            for r in &g.rules {
-                let ok = match r.remote {
-                    Some(Remote::Group(id)) => m.groups.get(&id).map(|x| x.vpc) == Some(g.vpc),
-                    Some(Remote::PrefixList(id)) => m.prefix_lists.get(&id).map(|x| x.vpc) == Some(g.vpc),
-                    _ => true,
-                };
-                if !ok {
-                    return Err(format!(
-                        "rule {} of group {} refers to a missing object",
-                        r.id, g.id
-                    ));
-                }
-            }
+            m.check_stored_group(g)?;
         }
         Ok(self)
     }

@@ -2095,3 +2095,67 @@ fn the_state_form_restores_the_model_exactly_and_refuses_a_broken_one() {
     assert!(Model::from_state(&broken).unwrap_err().contains("missing group"));
     assert!(Model::from_state(&text[..text.len() / 2]).is_err());
 }
+
+#[test]
+fn a_delta_made_on_another_copy_applies_checked_and_a_bad_one_changes_nothing() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/full.toml");
+    let here = Config::load(&path).expect("full.toml").model;
+    let vpc = here.vpcs().next().unwrap().name.clone();
+    let group = here
+        .groups()
+        .find(|g| g.name != DEFAULT_GROUP)
+        .unwrap()
+        .name
+        .clone();
+    let mut there = here.clone();
+    let v = there.changes().version();
+    // Another node: a rule, an interface that takes an address another
+    // interface gives up, and a removal.
+    there.add_rules(&vpc, &group, &[rule("ingress", "tcp")]).unwrap();
+    let vpc_id = there.vpc_by_name(&vpc).unwrap().id;
+    let (moved, from) = {
+        let i = there
+            .interfaces()
+            .find(|i| i.vpc == vpc_id && !i.addresses.is_empty())
+            .unwrap();
+        (i.addresses[0], i.name.clone())
+    };
+    there.delete_interface(&vpc, &from).unwrap();
+    there
+        .create_interface(&InterfaceSpec {
+            vpc: vpc.clone(),
+            name: "moved".into(),
+            addresses: vec![moved.to_string()],
+            ..InterfaceSpec::default()
+        })
+        .unwrap();
+    let delta = there.delta_since(v).unwrap();
+    let mut applied = here.clone();
+    applied.apply_checked(delta.clone()).expect("applies");
+    assert_eq!(applied, there);
+    applied.check_invariants();
+    assert_eq!(
+        applied
+            .interface_by_address(vpc_id, moved)
+            .map(|i| i.name.as_str()),
+        Some("moved"),
+        "the indexes follow"
+    );
+
+    // A delta whose interface is bound to a group that does not exist, or
+    // that removes a group still referred to, is refused whole.
+    let mut bad = delta.clone();
+    if let Some(i) = bad.interfaces.first_mut() {
+        i.groups = vec![GroupId(999_999)];
+    }
+    let mut m = here.clone();
+    let err = m.apply_checked(bad).unwrap_err();
+    assert!(err.contains("missing group"), "{err}");
+    assert_eq!(m, here, "nothing changed");
+    let used = here.interfaces().flat_map(|i| i.groups.clone()).next().unwrap();
+    let mut removal = Delta::empty(here.quotas(), here.next_ids());
+    removal.removed.push(Changed::Group(used));
+    let err = m.apply_checked(removal).unwrap_err();
+    assert!(err.contains("missing group"), "{err}");
+    assert_eq!(m, here);
+}
