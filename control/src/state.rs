@@ -17,6 +17,9 @@
 //!   [`COMPACT_MIN_BYTES`]), appends move to a new journal file and a
 //!   background thread writes `model.json` with the records so far, then
 //!   removes the journal files it holds.
+//! - With a fleet store (`[cluster]`), both also carry `"mark"`: the store
+//!   revision the model reflects ([`StoreMark`]), so that the directory is
+//!   the node's local cache of the fleet's model.
 //! - `token`: the API's bearer token, created with mode 0600 on first start.
 //! - `lock`: held (flock) while a daemon uses the directory, so two daemons
 //!   cannot write the same state.
@@ -58,6 +61,21 @@ pub struct StateDir {
     _lock: Flock<File>,
     journal: Option<Journal>,
     compact_min_bytes: u64,
+    /// Recorded with every save.
+    mark: Option<StoreMark>,
+}
+
+/// Where a model stands in the fleet store: what a node's local cache
+/// records with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreMark {
+    /// The store revision through which the model is applied.
+    pub revision: i64,
+    /// The revision of the store's last model change (its `meta` key).
+    pub meta_revision: i64,
+    /// The store's generation of object keys.
+    pub epoch: u64,
 }
 
 /// The journal file appended to, and where the model stands in it.
@@ -86,6 +104,8 @@ pub struct Saved {
     pub model: Model,
     /// The model is the config file's, unchanged through the API.
     pub from_file: bool,
+    /// Where it stands in the fleet store, when it came from one.
+    pub mark: Option<StoreMark>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +115,8 @@ struct SavedFile {
     from_file: bool,
     #[serde(default)]
     seq: u64,
+    #[serde(default)]
+    mark: Option<StoreMark>,
     model: serde_json::Value,
 }
 
@@ -104,6 +126,8 @@ struct SavedFile {
 struct Record {
     seq: u64,
     from_file: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mark: Option<StoreMark>,
     delta: Delta,
 }
 
@@ -121,12 +145,20 @@ struct SavedOut<'a> {
     format: u32,
     from_file: bool,
     seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mark: Option<StoreMark>,
     model: &'a Model,
 }
 
 /// Writes `model.json` crash-safely, streaming it (no copy of the whole
 /// text in memory); answers its size.
-fn write_model(dir: &Path, model: &Model, from_file: bool, seq: u64) -> std::io::Result<u64> {
+fn write_model(
+    dir: &Path,
+    model: &Model,
+    from_file: bool,
+    seq: u64,
+    mark: Option<StoreMark>,
+) -> std::io::Result<u64> {
     let tmp = dir.join(format!("{MODEL}.tmp"));
     let f = OpenOptions::new()
         .create(true)
@@ -139,6 +171,7 @@ fn write_model(dir: &Path, model: &Model, from_file: bool, seq: u64) -> std::io:
         format: FORMAT,
         from_file,
         seq,
+        mark,
         model,
     };
     serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
@@ -175,11 +208,17 @@ impl StateDir {
             _lock: lock,
             journal: None,
             compact_min_bytes: COMPACT_MIN_BYTES,
+            mark: None,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The store mark recorded with every save from now on.
+    pub fn set_mark(&mut self, mark: Option<StoreMark>) {
+        self.mark = mark;
     }
 
     /// Journal size at which a compaction starts (at least the last
@@ -238,6 +277,7 @@ impl StateDir {
         let (records, mut last_file, bytes) = self.read_journal(saved.seq)?;
         let next_seq = records.last().map_or(saved.seq, |r| r.seq) + 1;
         let from_file = records.last().map_or(saved.from_file, |r| r.from_file);
+        let mark = records.last().map_or(saved.mark, |r| r.mark);
         let model =
             Model::from_state_and_deltas(&saved.model.to_string(), records.into_iter().map(|r| r.delta))
                 .map_err(|e| bad(format!("with its journal: {e}")))?;
@@ -266,7 +306,12 @@ impl StateDir {
             base_bytes: text.len() as u64,
             compaction: None,
         });
-        Ok(Some(Saved { model, from_file }))
+        self.mark = mark;
+        Ok(Some(Saved {
+            model,
+            from_file,
+            mark,
+        }))
     }
 
     /// The records after `seq`, the last journal file with the length of its
@@ -343,6 +388,7 @@ impl StateDir {
         let mut line = serde_json::to_vec(&Record {
             seq,
             from_file,
+            mark: self.mark,
             delta,
         })
         .map_err(std::io::Error::other)?;
@@ -389,7 +435,7 @@ impl StateDir {
             // Not loaded: a first save, whatever journal is there is replaced.
             None => 0,
         };
-        let base_bytes = write_model(&self.path, model, from_file, seq)?;
+        let base_bytes = write_model(&self.path, model, from_file, seq, self.mark)?;
         for (_, path) in self.journal_files().map_err(std::io::Error::other)? {
             fs::remove_file(path)?;
         }
@@ -432,6 +478,7 @@ impl StateDir {
         let dir = self.path.clone();
         // A copy of the model shares its nodes: cheap whatever its size.
         let model = model.clone();
+        let mark = self.mark;
         let j = self.journal.as_mut().expect("a journal is open");
         j.file = file;
         j.bytes = 0;
@@ -439,7 +486,7 @@ impl StateDir {
         let handle = std::thread::Builder::new()
             .name("rampart-compact".into())
             .spawn(move || {
-                write_model(&dir, &model, from_file, seq)?;
+                write_model(&dir, &model, from_file, seq, mark)?;
                 for path in held {
                     fs::remove_file(path)?;
                 }
@@ -523,7 +570,8 @@ mod tests {
             state.load(),
             Ok(Some(Saved {
                 model: model.clone(),
-                from_file: true
+                from_file: true,
+                mark: None,
             }))
         );
         assert!(!d.join("model.json.tmp").exists());
@@ -603,6 +651,41 @@ mod tests {
     }
 
     #[test]
+    fn the_store_mark_is_kept_with_the_model_and_its_last_record() {
+        let d = dir("mark");
+        let mut state = StateDir::open(&d).unwrap();
+        let model = full();
+        let first = StoreMark {
+            revision: 7,
+            meta_revision: 6,
+            epoch: 1,
+        };
+        state.set_mark(Some(first));
+        state.save(&model, false).unwrap();
+        drop(state);
+        assert_eq!(reopen(&d).1.mark, Some(first), "from model.json");
+        let (mut state, saved) = reopen(&d);
+        let mut model = saved.model;
+        change(&mut model, 0);
+        let second = StoreMark {
+            revision: 9,
+            meta_revision: 9,
+            epoch: 1,
+        };
+        state.set_mark(Some(second));
+        state.save(&model, false).unwrap();
+        drop(state);
+        assert_eq!(journal_lines(&d), 1);
+        let (_, saved) = reopen(&d);
+        assert_eq!(
+            (saved.mark, saved.model),
+            (Some(second), model),
+            "from the journal"
+        );
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn changes_are_journaled_one_record_each_and_recovered_in_order() {
         let d = dir("journal");
         let mut state = StateDir::open(&d).unwrap();
@@ -626,7 +709,8 @@ mod tests {
             saved,
             Saved {
                 model: model.clone(),
-                from_file: false
+                from_file: false,
+                mark: None,
             }
         );
 
@@ -714,7 +798,8 @@ mod tests {
             reopen(&d).1,
             Saved {
                 model: fresh,
-                from_file: true
+                from_file: true,
+                mark: None,
             }
         );
         // A journal without model.json is refused.
