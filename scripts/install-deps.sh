@@ -8,10 +8,15 @@
 # - the deployment tests: systemd (systemd-analyze verifies the unit);
 # - the metrics tests: prometheus (its server and promtool; the tests start
 #   their own server inside a namespace, so the package's service is kept
-#   from starting while installing).
+#   from starting while installing);
+# - the fleet store: protobuf-compiler and libprotobuf-dev (the etcd client
+#   crate compiles etcd's protos with protoc), etcd-server (the fleet tests
+#   start their own etcd members on loopback; its service is kept from
+#   starting too).
 set -euo pipefail
 packages=(clang llvm m4 make gcc libc6-dev libelf-dev zlib1g-dev libpcap-dev pkg-config
-  iproute2 ethtool iputils-ping curl python3 nftables prometheus systemd)
+  iproute2 ethtool iputils-ping curl python3 nftables prometheus systemd
+  protobuf-compiler libprotobuf-dev etcd-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,7 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -q
-  # No service starts during the install (prometheus would listen on :9090).
+  # No service starts during the install (prometheus would listen on :9090,
+  # etcd on :2379).
   policy=/usr/sbin/policy-rc.d
   added_policy=0
   if [ ! -e "$policy" ]; then

@@ -100,6 +100,16 @@ fn promtool_accepts_the_scrape_config_and_the_alert_rules() {
     assert!(text.contains("5 rules found"), "{text}");
     let (ok, text) = promtool(&[
         "check",
+        "rules",
+        scripts()
+            .join("prometheus/fleet-alerts.yml")
+            .to_str()
+            .expect("path"),
+    ]);
+    assert!(ok, "{text}");
+    assert!(text.contains("3 rules found"), "{text}");
+    let (ok, text) = promtool(&[
+        "check",
         "config",
         scripts()
             .join("prometheus/prometheus.yml")
@@ -197,11 +207,13 @@ fn every_dashboard_and_alert_expression_returns_data_from_a_live_appliance() {
         .replace("evaluation_interval: 5s", "evaluation_interval: 1s");
     assert_ne!(config, shipped);
     std::fs::create_dir_all(dir.join("prometheus")).expect("dir");
-    std::fs::copy(
-        scripts().join("prometheus/alerts.yml"),
-        dir.join("prometheus/alerts.yml"),
-    )
-    .expect("rules");
+    for rules in ["alerts.yml", "fleet-alerts.yml"] {
+        std::fs::copy(
+            scripts().join("prometheus").join(rules),
+            dir.join("prometheus").join(rules),
+        )
+        .expect("rules");
+    }
     let prom = Prometheus::start(&fw, dir, &config);
 
     // rampart-gen sends for 14 s on two queues (allowed UDP, denied UDP,

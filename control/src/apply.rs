@@ -16,6 +16,12 @@
 //! nothing like its size), which GETs read lock-free while a change is in
 //! flight.
 //!
+//! With a fleet store (`[cluster]`), step 2 is preceded by the store's
+//! transaction ([`crate::store::Store::commit`], made by the API), and
+//! [`Control::apply_batches`] applies the changes other nodes made, which
+//! the watch hands on ([`Synced`]), through the same save, compile and
+//! publish.
+//!
 //! Nothing here knows HTTP: errors are [`ApplyError`], which the API turns
 //! into answers.
 
@@ -34,7 +40,9 @@ use crate::compile::Compiler;
 use crate::config::Config;
 use crate::model::Model;
 use crate::settings::Settings;
-use crate::state::StateDir;
+use crate::state::{StateDir, StoreMark};
+use crate::store::watch::{Batch, Enforcing};
+use crate::store::Store;
 
 /// How long a change waits for every worker to run its snapshot.
 pub const ENFORCE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +67,22 @@ pub struct Control {
     /// First-packet decisions per interface (model id) summed over the
     /// workers at the last [`Control::rechoose_merged`].
     pub decisions: HashMap<u32, u64>,
+    /// The fleet store this node follows, when it is one of a fleet.
+    pub sync: Option<Synced>,
+}
+
+/// A node of a fleet: where its model stands in the store, and what the
+/// watch hands on.
+#[derive(Debug)]
+pub struct Synced {
+    pub store: Arc<Store>,
+    /// Where the model enforced stands in the store.
+    pub mark: StoreMark,
+    pub batches: tokio::sync::mpsc::UnboundedReceiver<Batch>,
+    /// What this node enforces, for its record in the store.
+    pub enforcing: tokio::sync::watch::Sender<Enforcing>,
+    /// Asks the watch to read the whole model again.
+    pub reload: Arc<tokio::sync::Notify>,
 }
 
 /// The model as last published: what readers see, without the lock.
@@ -116,6 +140,8 @@ pub enum ApplyError {
     InvalidConfig(String),
     /// A reload would drop changes made through the API.
     ModelChanged { config_path: PathBuf },
+    /// The model is the fleet store's: a file does not replace it.
+    InFleet { store: String },
 }
 
 impl fmt::Display for ApplyError {
@@ -139,6 +165,11 @@ impl fmt::Display for ApplyError {
                 "reload refused: the running model has changes made through the API that {} does not have; \
                  applying the file would drop them. Export the model into the file first, or reload with force",
                 config_path.display()
+            ),
+            ApplyError::InFleet { store } => write!(
+                f,
+                "reload refused: this node's model is the fleet store's ({store}); change it through the API, \
+                 or replace it with `rampart ctl store push`"
             ),
         }
     }
@@ -173,6 +204,113 @@ impl Control {
             compile_ms: started.elapsed().as_secs_f64() * 1e3,
             rebuilt: stats.rebuilt,
         })
+    }
+
+    /// Publishes `model` (and `settings`, when given) as the store's model
+    /// at `mark`.
+    pub fn publish_at(
+        &mut self,
+        model: Model,
+        mark: StoreMark,
+        settings: Option<Settings>,
+    ) -> Result<Applied, ApplyError> {
+        if let Some(state) = &mut self.state {
+            state.set_mark(Some(mark));
+        }
+        let old = self.config.settings;
+        if let Some(s) = settings {
+            self.config.settings = s;
+        }
+        let applied = self
+            .publish(model, false)
+            .inspect_err(|_| self.config.settings = old)?;
+        if let Some(sync) = &mut self.sync {
+            sync.mark = mark;
+        }
+        Ok(applied)
+    }
+
+    /// Applies what the watch has handed on, without waiting; answers the
+    /// last publication, if any. A change that does not apply to this
+    /// node's model (it should always) is logged and the whole model read
+    /// again; meanwhile the last model stays enforced.
+    pub fn apply_batches(&mut self) -> Option<Applied> {
+        let mut last = None;
+        loop {
+            let Some(sync) = &mut self.sync else { return last };
+            let Ok(batch) = sync.batches.try_recv() else {
+                return last;
+            };
+            let at = sync.mark;
+            let reload = Arc::clone(&sync.reload);
+            let (result, what) = match batch {
+                Batch::Change { mark, delta, writer } => {
+                    if mark.revision <= at.revision {
+                        continue;
+                    }
+                    let mut model = self.config.model.clone();
+                    let what = format!("the change at revision {} by {writer}", mark.revision);
+                    match model.apply_checked(delta) {
+                        Ok(()) => (self.publish_at(model, mark, None), what),
+                        Err(e) => {
+                            crate::daemon::log(format_args!(
+                                "fleet store: {what} does not apply to this node's model: {e}; reading the whole model"
+                            ));
+                            reload.notify_one();
+                            continue;
+                        }
+                    }
+                }
+                Batch::Whole(l) => {
+                    if l.mark.revision <= at.revision && l.mark.epoch == at.epoch {
+                        continue;
+                    }
+                    let what = format!("the whole model at revision {}", l.mark.revision);
+                    (self.publish_at(l.model, l.mark, l.settings), what)
+                }
+            };
+            match result {
+                Ok(a) => last = Some(a),
+                Err(e) => {
+                    crate::daemon::log(format_args!(
+                        "fleet store: {what} not applied: {e}; reading the whole model"
+                    ));
+                    reload.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Tells the fleet what this node enforces now (after
+    /// [`Control::wait_enforced`]).
+    pub fn report_enforced(&self) {
+        if let Some(sync) = &self.sync {
+            let generation = self.enforced_generation();
+            sync.enforcing
+                .send_replace((sync.mark.revision, sync.mark.meta_revision, generation));
+            sync.store.health.enforced(sync.mark.meta_revision);
+        }
+    }
+
+    /// Applies what the watch hands on until this node's model is at least
+    /// the store's at `meta_revision`, or `timeout` passes (false).
+    pub async fn catch_up(&mut self, meta_revision: i64, timeout: Duration) -> bool {
+        let started = Instant::now();
+        loop {
+            if let Some(applied) = tokio::task::block_in_place(|| self.apply_batches()) {
+                if self.wait_enforced(applied).await.is_ok() {
+                    self.report_enforced();
+                }
+            }
+            let at = self.sync.as_ref().map_or(i64::MAX, |s| s.mark.meta_revision);
+            if at >= meta_revision {
+                return true;
+            }
+            if started.elapsed() > timeout {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Re-chooses the group sets merged for their traffic from the
@@ -254,6 +392,15 @@ impl Control {
     /// `force` is not given: applying the file would drop them. The string is
     /// a note for the operator (empty when there is none).
     pub fn reload(&mut self, force: bool) -> Result<(Applied, String), ApplyError> {
+        if let Some(sync) = &self.sync {
+            return Err(ApplyError::InFleet {
+                store: format!(
+                    "{:?}, prefix {}",
+                    sync.store.cluster.endpoints,
+                    sync.store.keys.prefix()
+                ),
+            });
+        }
         let new = Config::load(&self.config_path).map_err(|e| ApplyError::InvalidConfig(e.to_string()))?;
         if !self.from_file && !force {
             return Err(ApplyError::ModelChanged {

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::appliance::Appliance;
+use crate::cluster::Cluster;
 use crate::model::{
     default_rule_specs, ErrorCode, Errors, GroupSpec, GroupUpdate, InterfaceSpec, Kind, Model, ModelError,
     PrefixListSpec, VpcSpec, DEFAULT_GROUP,
@@ -41,6 +42,7 @@ struct RawConfig {
     #[serde(default)]
     quotas: QuotaSettings,
     appliance: Option<Appliance>,
+    cluster: Option<Cluster>,
     #[serde(default)]
     vpc: Vec<VpcSpec>,
     #[serde(default)]
@@ -57,6 +59,8 @@ pub struct Config {
     pub settings: Settings,
     /// The `[appliance]` table, when the file has one (`rampart run` needs it).
     pub appliance: Option<Appliance>,
+    /// The `[cluster]` table: the model lives in the fleet store it names.
+    pub cluster: Option<Cluster>,
     pub model: Model,
 }
 
@@ -117,6 +121,9 @@ fn build(raw: RawConfig) -> Result<Config, Errors> {
     let mut errs: Vec<ModelError> = raw.settings.validate();
     if let Some(appliance) = &raw.appliance {
         errs.extend(appliance.validate());
+    }
+    if let Some(cluster) = &raw.cluster {
+        errs.extend(cluster.validate());
     }
     let quotas = raw.quotas.validate().unwrap_or_else(|e| {
         errs.extend(e);
@@ -201,6 +208,7 @@ fn build(raw: RawConfig) -> Result<Config, Errors> {
         Ok(Config {
             settings: raw.settings,
             appliance: raw.appliance,
+            cluster: raw.cluster,
             model,
         })
     } else {

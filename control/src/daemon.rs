@@ -42,7 +42,8 @@ use crate::compile::Compiler;
 use crate::config::{Config, ConfigError, Summary};
 use crate::metrics::{Metrics, Sources};
 use crate::replay::render;
-use crate::state::StateDir;
+use crate::state::{StateDir, StoreMark};
+use crate::store::Store;
 
 /// Why the appliance could not start (or stopped with an error).
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +162,8 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let handoff_view = opened.handoff_view.clone();
     let workers = Workers::start(specs, idle).map_err(|e| setup(format!("starting workers: {e}")))?;
     let control_stop = Arc::new(AtomicBool::new(false));
-    let api = Arc::new(control_api(opts, loaded, compiler, &snapshots, opened));
+    let (api, fleet) = control_api(opts, loaded, compiler, &snapshots, opened);
+    let api = Arc::new(api);
     let control = {
         let (api, stop, hup) = (
             Arc::clone(&api),
@@ -170,7 +172,7 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         );
         thread::Builder::new()
             .name("rampart-control".into())
-            .spawn(move || api::serve(listener, api, stop, hup))
+            .spawn(move || api::serve(listener, api, stop, hup, fleet))
             .map_err(|e| setup(format!("starting the control thread: {e}")))?
     };
     let printer = opts
@@ -243,6 +245,8 @@ struct Loaded {
     cores: Vec<u32>,
     state: StateDir,
     token: String,
+    /// On a node of a fleet: the store and where the model stands in it.
+    fleet: Option<(crate::cluster::Cluster, StoreMark)>,
 }
 
 /// Loads the config file, checks it against the machine, and takes the
@@ -265,7 +269,25 @@ fn load(opts: &Options) -> Result<Loaded, RunError> {
     )?;
     let mut state = StateDir::open(&opts.state_dir).map_err(setup)?;
     let token = state.token(opts.token_file.as_deref()).map_err(setup)?;
-    let (model_origin, from_file) = match state.load().map_err(setup)? {
+    if let Some(cluster) = config.cluster.clone() {
+        let (model_origin, mark) =
+            load_from_store(&cluster, &mut config, &mut state, &opts.state_dir, &origin)?;
+        return Ok(Loaded {
+            config,
+            appliance,
+            origin,
+            model_origin,
+            from_file: false,
+            cores,
+            state,
+            token,
+            fleet: Some((cluster, mark)),
+        });
+    }
+    let loaded_state = state.load().map_err(setup)?;
+    // A standalone appliance keeps no store mark (a pulled directory has one).
+    state.set_mark(None);
+    let (model_origin, from_file) = match loaded_state {
         Some(saved) => {
             config.model = saved.model;
             let why = if saved.from_file {
@@ -294,7 +316,93 @@ fn load(opts: &Options) -> Result<Loaded, RunError> {
         cores,
         state,
         token,
+        fleet: None,
     })
+}
+
+/// The model of a node of a fleet: the store's; when the store holds none,
+/// the state directory's (or the config file's) model seeds it; when etcd
+/// cannot be reached, the state directory's copy of the store's model (the
+/// local cache). Answers where the model came from and its mark.
+fn load_from_store(
+    cluster: &crate::cluster::Cluster,
+    config: &mut Config,
+    state: &mut StateDir,
+    state_dir: &std::path::Path,
+    origin: &str,
+) -> Result<(String, StoreMark), RunError> {
+    let store = Store::new(cluster);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| setup(format!("starting the store client: {e}")))?;
+    let cached = state.load().map_err(setup)?;
+    let named = format!("etcd {}, prefix {}", cluster.endpoints.join(","), cluster.prefix);
+    let save = |state: &mut StateDir, model: &crate::model::Model, mark: StoreMark| {
+        state.set_mark(Some(mark));
+        state
+            .save(model, false)
+            .map_err(|e| setup(format!("state directory {}: {e}", state_dir.display())))
+    };
+    let loaded = rt.block_on(async {
+        match store.load(None).await {
+            Ok(None) => {
+                // An empty store: this node's model seeds it, unless another
+                // node does first.
+                let (seed, from) = match &cached {
+                    Some(c) => (c.model.clone(), format!("{}/model.json", state_dir.display())),
+                    None => (config.model.clone(), origin.to_owned()),
+                };
+                match store.replace(None, None, &seed, &config.settings).await {
+                    Ok(_) | Err(crate::store::StoreError::Conflict { .. }) => store
+                        .load(None)
+                        .await
+                        .map(|l| l.map(|l| (l, format!(" (seeded from {from})")))),
+                    Err(e) => Err(e),
+                }
+            }
+            other => other.map(|l| l.map(|l| (l, String::new()))),
+        }
+    });
+    match loaded {
+        Ok(Some((l, seeded))) => {
+            if let Some(s) = l.settings {
+                config.settings = s;
+            }
+            config.model = l.model;
+            save(state, &config.model, l.mark)?;
+            Ok((
+                format!(
+                    "the fleet store ({named}) at revision {}{seeded}",
+                    l.mark.revision
+                ),
+                l.mark,
+            ))
+        }
+        Ok(None) => Err(setup(format!(
+            "the fleet store ({named}) holds no model after seeding it"
+        ))),
+        Err(e @ crate::store::StoreError::Invalid(_)) => Err(setup(format!("{e} ({named})"))),
+        Err(e) => match cached {
+            Some(c) if c.mark.is_some() => {
+                let mark = c.mark.unwrap_or_default();
+                config.model = c.model;
+                Ok((
+                    format!(
+                        "the local cache of the fleet store in {} at revision {} (the store is unreachable: {e}); \
+                         it follows the store once reachable",
+                        state_dir.display(),
+                        mark.revision
+                    ),
+                    mark,
+                ))
+            }
+            _ => Err(setup(format!(
+                "{e} ({named}), and {} holds no copy of the fleet's model: start when etcd is reachable",
+                state_dir.display()
+            ))),
+        },
+    }
 }
 
 /// The first snapshot: its generation, size and compile time.
@@ -410,16 +518,54 @@ fn control_api(
     compiler: Compiler,
     snapshots: &Arc<ArcSwap<Snapshot>>,
     opened: Opened,
-) -> Api {
+) -> (Api, Option<api::FleetTasks>) {
     let generation = snapshots.load().generation;
     let published = Arc::new(ArcSwap::new(Published::of(
         &loaded.config,
         loaded.from_file,
         generation,
     )));
-    Api {
+    let mut tasks = None;
+    let sync = loaded.fleet.as_ref().map(|(cluster, mark)| {
+        let store = Arc::new(Store::new(cluster));
+        let (batches, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let bell = Arc::new(tokio::sync::Notify::new());
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let (enforcing, watching) =
+            tokio::sync::watch::channel((mark.revision, mark.meta_revision, generation));
+        store.health.enforced(mark.meta_revision);
+        tasks = Some(api::FleetTasks {
+            store: Arc::clone(&store),
+            from: *mark,
+            feed: crate::store::watch::Feed { batches, bell },
+            reload: Arc::clone(&reload),
+            enforcing: watching,
+            api: opts.listen.to_string(),
+        });
+        apply::Synced {
+            store,
+            mark: *mark,
+            batches: receiver,
+            enforcing,
+            reload,
+        }
+    });
+    let store = sync.as_ref().map(|s| Arc::clone(&s.store));
+    let metrics = Metrics::new(Sources {
+        counters: opened.counters.clone(),
+        loops: opened.loops,
+        handoff: opened.handoff_view,
+        sockets: opened.sockets,
+        snapshots: Arc::clone(snapshots),
+    });
+    if let Some(s) = &store {
+        metrics.add_store(Arc::clone(s));
+    }
+    let api = Api {
+        store,
         published: Arc::clone(&published),
         control: tokio::sync::Mutex::new(Control {
+            sync,
             published,
             decisions: std::collections::HashMap::new(),
             config_path: opts.config.clone(),
@@ -433,14 +579,9 @@ fn control_api(
             enforce_timeout: apply::ENFORCE_TIMEOUT,
         }),
         token: loaded.token,
-        metrics: Metrics::new(Sources {
-            counters: opened.counters,
-            loops: opened.loops,
-            handoff: opened.handoff_view,
-            sockets: opened.sockets,
-            snapshots: Arc::clone(snapshots),
-        }),
-    }
+        metrics,
+    };
+    (api, tasks)
 }
 
 /// The sockets' options, from the `[appliance]` table.

@@ -12,7 +12,8 @@
 //!   [`appliance`] (its other tables);
 //! - the way in: [`apply`] (validate, save, compile, publish, wait for
 //!   enforcement: the one door into the dataplane), [`compile`] (model to
-//!   snapshot, incrementally), [`state`] (the crash-safe state directory);
+//!   snapshot, incrementally), [`state`] (the crash-safe state directory),
+//!   [`store`] (a fleet's model in etcd, named by [`cluster`]'s table);
 //! - the front doors: [`api`] (REST, its contract in [`api::types`]),
 //!   [`ctl`] (`rampart ctl`), [`daemon`] (`rampart run`);
 //! - answers without a running appliance: [`explain`] (`rampart explain`),
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod appliance;
 pub mod apply;
+pub mod cluster;
 pub mod compile;
 pub mod config;
 pub mod ctl;
@@ -40,4 +42,5 @@ pub mod model;
 pub mod replay;
 pub mod settings;
 pub mod state;
+pub mod store;
 pub mod wake;

@@ -310,6 +310,48 @@ pub struct Metrics {
     /// Changes by outcome: `applied`, `refused` (invalid input), `not_enforced`
     /// (a worker did not take it in time), `failed` (could not be saved).
     pub changes: IntCounterVec,
+    /// The workers' counters (read without the control lock).
+    pub counters: Vec<Arc<Counters>>,
+}
+
+/// The fleet store's gauges, read at scrape time.
+struct StoreGauges {
+    store: Arc<crate::store::Store>,
+    up: IntGauge,
+    revision: IntGauge,
+    latest: IntGauge,
+    lag: prometheus::Gauge,
+    nodes: IntGauge,
+    behind: IntGauge,
+    descs: Vec<Desc>,
+}
+
+impl Collector for StoreGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let h = &self.store.health;
+        self.up.set(i64::from(h.is_up()));
+        self.revision.set(h.applied());
+        self.latest.set(h.latest());
+        self.lag.set(h.lag_seconds());
+        let (nodes, behind) = self
+            .store
+            .fleet
+            .lock()
+            .map(|f| (f.len(), f.values().filter(|r| r.revision < h.latest()).count()))
+            .unwrap_or_default();
+        self.nodes.set(nodes as i64);
+        self.behind.set(behind as i64);
+        let mut out = Vec::new();
+        for g in [&self.up, &self.revision, &self.latest, &self.nodes, &self.behind] {
+            out.extend(g.collect());
+        }
+        out.extend(self.lag.collect());
+        out
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -354,6 +396,7 @@ impl Metrics {
         )
         .expect("a valid metric");
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let counters = sources.counters.clone();
         let live = Live::new(sources);
         let names = Arc::clone(&live.names);
         for c in [
@@ -371,7 +414,59 @@ impl Metrics {
             compile_seconds,
             update_seconds,
             changes,
+            counters,
         }
+    }
+
+    /// Adds the fleet store's gauges: `rampart_store_up`,
+    /// `rampart_store_revision` (enforced here), `rampart_store_latest_revision`,
+    /// `rampart_store_lag_seconds`, `rampart_fleet_nodes` and
+    /// `rampart_fleet_nodes_behind`.
+    pub fn add_store(&self, store: Arc<crate::store::Store>) {
+        let int = |name: &str, help: &str| IntGauge::new(name, help).expect("a valid metric");
+        let up = int(
+            "rampart_store_up",
+            "1 while this node reaches the fleet store (etcd), 0 while it does not.",
+        );
+        let revision = int(
+            "rampart_store_revision",
+            "The fleet store revision of the model change this node enforces.",
+        );
+        let latest = int(
+            "rampart_store_latest_revision",
+            "The newest revision of a model change this node has seen in the fleet store.",
+        );
+        let lag = prometheus::Gauge::new(
+            "rampart_store_lag_seconds",
+            "Seconds since this node last enforced the fleet store's newest model (0 while it does; growing while the store is unreachable).",
+        )
+        .expect("a valid metric");
+        let nodes = int(
+            "rampart_fleet_nodes",
+            "Live nodes of the fleet (records under their leases).",
+        );
+        let behind = int(
+            "rampart_fleet_nodes_behind",
+            "Live nodes that do not enforce the newest model change this node has seen.",
+        );
+        let mut descs = Vec::new();
+        for g in [&up, &revision, &latest, &nodes, &behind] {
+            descs.extend(g.desc().into_iter().cloned());
+        }
+        descs.extend(lag.desc().into_iter().cloned());
+        let gauges = StoreGauges {
+            store,
+            up,
+            revision,
+            latest,
+            lag,
+            nodes,
+            behind,
+            descs,
+        };
+        self.registry
+            .register(Box::new(gauges))
+            .expect("metric names are unique");
     }
 
     /// The text exposition; `names` labels interfaces by model id.

@@ -12,6 +12,7 @@ pub fn scratch(tag: &str) -> tempfile::TempDir {
 
 pub mod api;
 pub mod daemon;
+pub mod etcd;
 pub mod fixture;
 pub mod netns;
 pub mod prometheus;

@@ -101,8 +101,27 @@ impl From<ApplyError> for ApiError {
             ApplyError::NotEnforced { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_enforced"),
             ApplyError::InvalidConfig(_) => (StatusCode::BAD_REQUEST, "invalid_config"),
             ApplyError::ModelChanged { .. } => (StatusCode::CONFLICT, "model_changed"),
+            ApplyError::InFleet { .. } => (StatusCode::CONFLICT, "in_fleet"),
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as S;
+        let (status, code) = match &e {
+            S::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            S::Unknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_outcome_unknown"),
+            S::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            S::Invalid(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_invalid"),
+            S::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        };
+        let message = match &e {
+            S::Unavailable(_) => format!("{e}; nothing changed"),
+            _ => e.to_string(),
+        };
+        ApiError::new(status, code, message)
     }
 }
 

@@ -81,7 +81,7 @@ pub async fn create(
     Body(body): Body<Value>,
 ) -> Answer<Enforced<GroupCreated>> {
     api.mutate_in(&vpc, |m, vpc| {
-        let spec: GroupSpec = with_vpc(body, vpc)?;
+        let spec: GroupSpec = with_vpc(body.clone(), vpc)?;
         let id = m.create_group(&spec)?;
         Ok(GroupCreated {
             id: id.to_string(),

@@ -50,6 +50,7 @@ use self::types::{Created, Enforced, Nothing};
 use crate::apply::{Applied, Control, Published};
 use crate::metrics::Metrics;
 use crate::model::{Errors, Interface, Model, PrefixList, VpcId};
+use crate::store::{Store, StoreError};
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 4 << 20;
@@ -62,6 +63,36 @@ pub struct Api {
     pub published: Arc<ArcSwap<Published>>,
     pub token: String,
     pub metrics: Metrics,
+    /// The fleet store, when this node is one of a fleet.
+    pub store: Option<Arc<Store>>,
+}
+
+/// Times a change made against a model that another node changed first is
+/// made again against the newer model before it answers `409`.
+pub const MAX_ATTEMPTS: usize = 8;
+
+tokio::task_local! {
+    /// The request asked (`?wait=fleet`) to be answered once every live node
+    /// of the fleet enforces its change.
+    static WAIT_FLEET: bool;
+}
+
+/// The `wait` query parameter: `wait=fleet`, or nothing.
+fn wait_fleet(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut wait = false;
+    for pair in query.unwrap_or("").split('&') {
+        if let Some(v) = pair.strip_prefix("wait=") {
+            if v != "fleet" {
+                return Err(ApiError::field(
+                    "invalid",
+                    "wait",
+                    format!("wait: {v:?} is not a wait; the one there is is wait=fleet"),
+                ));
+            }
+            wait = true;
+        }
+    }
+    Ok(wait)
 }
 
 /// A handler's answer: a body of the contract ([`types`]), or an error.
@@ -105,11 +136,18 @@ impl Api {
     /// Applies `change` to a copy of the model; on success saves, publishes
     /// and waits for enforcement, answering what `change` answered with the
     /// generation. The outcome is counted.
+    ///
+    /// On a node of a fleet the change is first written to the fleet store
+    /// (`change` may then run more than once: again against the newer
+    /// model when another node's change came first).
     async fn mutate<T: Serialize>(
         &self,
-        change: impl FnOnce(&mut Model) -> Result<T, ApiError>,
+        change: impl Fn(&mut Model) -> Result<T, ApiError>,
     ) -> Answer<Enforced<T>> {
-        let answer = self.apply(change).await;
+        let answer = match &self.store {
+            Some(store) => self.apply_in_fleet(store, change).await,
+            None => self.apply(change).await,
+        };
         self.outcome(&answer);
         answer
     }
@@ -133,8 +171,133 @@ impl Api {
         Ok(Reply(Enforced {
             generation: applied.generation,
             enforced: true,
+            revision: None,
             answer,
         }))
+    }
+
+    /// [`Api::apply`] on a node of a fleet: `change` is made against this
+    /// node's model (with every change the watch has brought applied
+    /// first), written to the store in one transaction conditioned on that
+    /// model's revision, then published here. When another node's change
+    /// came first, this node catches up and makes the change again.
+    async fn apply_in_fleet<T: Serialize>(
+        &self,
+        store: &Store,
+        change: impl Fn(&mut Model) -> Result<T, ApiError>,
+    ) -> Answer<Enforced<T>> {
+        self.write_in_fleet(store, |model| {
+            let mut new = model.clone();
+            let answer = change(&mut new)?;
+            Ok((answer, new, true))
+        })
+        .await
+    }
+
+    /// Writes the model `make` answers for the current one (it also says
+    /// whether the new model descends from the current, so that the store
+    /// gets only what changed) to the store, and publishes it; see
+    /// [`Api::apply_in_fleet`].
+    pub(crate) async fn write_in_fleet<T: Serialize>(
+        &self,
+        store: &Store,
+        make: impl Fn(&Model) -> Result<(T, Model, bool), ApiError>,
+    ) -> Answer<Enforced<T>> {
+        let called = Instant::now();
+        let fleet = WAIT_FLEET.try_with(|w| *w).unwrap_or(false);
+        let mut c = self.control.lock().await;
+        let mut overtaken = Vec::new();
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(applied) = tokio::task::block_in_place(|| c.apply_batches()) {
+                if c.wait_enforced(applied).await.is_ok() {
+                    c.report_enforced();
+                }
+            }
+            let base = c.config.model.clone();
+            let (answer, model, descends) = tokio::task::block_in_place(|| make(&base))?;
+            let mark = c.sync.as_ref().map(|s| s.mark).unwrap_or_default();
+            let settings = c.config.settings;
+            let written = if descends {
+                store.commit(mark, &base, &model, &settings).await
+            } else {
+                store
+                    .replace(Some(mark.meta_revision), Some(mark.epoch), &model, &settings)
+                    .await
+            };
+            match written {
+                Ok(new) => {
+                    let applied = tokio::task::block_in_place(|| c.publish_at(model, new, None)).map_err(|e| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "persist_failed",
+                            format!(
+                                "the change is recorded in the fleet store at revision {}, but this node did not publish it: {e}",
+                                new.revision
+                            ),
+                        )
+                    })?;
+                    c.wait_enforced(applied).await?;
+                    c.report_enforced();
+                    drop(c);
+                    if fleet {
+                        let timeout = crate::apply::ENFORCE_TIMEOUT;
+                        store.wait_fleet(new.revision, timeout).await.map_err(|late| {
+                            let late: Vec<String> = late
+                                .iter()
+                                .map(|(n, r)| format!("{n} (at revision {r})"))
+                                .collect();
+                            ApiError::new(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "fleet_lagging",
+                                format!(
+                                    "the change is enforced here at revision {}, but within {} ms not by: {}",
+                                    new.revision,
+                                    timeout.as_millis(),
+                                    if late.is_empty() {
+                                        "this node's own record".to_owned()
+                                    } else {
+                                        late.join(", ")
+                                    }
+                                ),
+                            )
+                        })?;
+                    }
+                    self.observe(applied, called);
+                    return Ok(Reply(Enforced {
+                        generation: applied.generation,
+                        enforced: true,
+                        revision: Some(new.revision),
+                        answer,
+                    }));
+                }
+                Err(StoreError::Conflict {
+                    meta_revision,
+                    writer,
+                }) => {
+                    overtaken.push(format!("revision {meta_revision} by {writer}"));
+                    if !c.catch_up(meta_revision, crate::apply::ENFORCE_TIMEOUT).await {
+                        return Err(ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "store_lagging",
+                            format!(
+                                "the model changed in the fleet store (revision {meta_revision} by {writer}) and this node \
+                                 did not catch up within {} ms; nothing changed",
+                                crate::apply::ENFORCE_TIMEOUT.as_millis()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => return Err(ApiError::from(e)),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "the model kept changing under this change: {MAX_ATTEMPTS} attempts, each overtaken ({}); nothing changed, retry",
+                overtaken.join(", ")
+            ),
+        ))
     }
 
     /// [`Api::mutate`] within the VPC named (or id'd) `vpc` in the path,
@@ -142,7 +305,7 @@ impl Api {
     async fn mutate_in<T: Serialize>(
         &self,
         vpc: &str,
-        change: impl FnOnce(&mut Model, &str) -> Result<T, ApiError>,
+        change: impl Fn(&mut Model, &str) -> Result<T, ApiError>,
     ) -> Answer<Enforced<T>> {
         self.mutate(|m| {
             let name = vpc_name(m, vpc)?;
@@ -157,10 +320,10 @@ impl Api {
         &self,
         vpc: &str,
         body: Value,
-        create: impl FnOnce(&mut Model, &S) -> Result<I, Errors>,
+        create: impl Fn(&mut Model, &S) -> Result<I, Errors>,
     ) -> Answer<Enforced<Created>> {
         self.mutate_in(vpc, |m, vpc| {
-            let spec: S = with_vpc(body, vpc)?;
+            let spec: S = with_vpc(body.clone(), vpc)?;
             let id = create(m, &spec)?;
             Ok(Created { id: id.to_string() })
         })
@@ -174,10 +337,10 @@ impl Api {
         vpc: &str,
         name: &str,
         body: Value,
-        update: impl FnOnce(&mut Model, &str, &str, &S) -> Result<(), Errors>,
+        update: impl Fn(&mut Model, &str, &str, &S) -> Result<(), Errors>,
     ) -> Answer<Enforced> {
         self.mutate_in(vpc, |m, vpc| {
-            let spec: S = with_vpc(body, vpc)?;
+            let spec: S = with_vpc(body.clone(), vpc)?;
             update(m, vpc, name, &spec)?;
             Ok(Nothing {})
         })
@@ -243,7 +406,10 @@ async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response
                 == 0
     });
     if ok {
-        next.run(req).await
+        match wait_fleet(req.uri().query()) {
+            Ok(wait) => WAIT_FLEET.scope(wait, next.run(req)).await,
+            Err(e) => e.into_response(),
+        }
     } else {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -262,6 +428,7 @@ pub fn router(api: Arc<Api>) -> Router {
     let v1 = Router::new()
         .route("/version", get(status::version))
         .route("/stats", get(status::stats))
+        .route("/fleet", get(status::fleet))
         .route("/model", get(model::show).put(model::replace))
         .route("/reload", post(model::reload))
         .route("/explain", post(model::explain))
@@ -326,13 +493,42 @@ pub fn router(api: Arc<Api>) -> Router {
 /// the synchronous part of a change.
 pub const API_THREADS: usize = 2;
 
+/// What a node of a fleet runs beside the API: the watch of the store, the
+/// applier of what it hands on, and the node's record.
+#[derive(Debug)]
+pub struct FleetTasks {
+    pub store: Arc<Store>,
+    /// Where the model this node starts with stands in the store.
+    pub from: crate::state::StoreMark,
+    pub feed: crate::store::watch::Feed,
+    pub reload: Arc<tokio::sync::Notify>,
+    pub enforcing: tokio::sync::watch::Receiver<crate::store::watch::Enforcing>,
+    /// The API's address, for the node's record.
+    pub api: String,
+}
+
+/// Applies what the watch hands on each time it rings, until `stop`.
+async fn apply_from_store(api: Arc<Api>, bell: Arc<tokio::sync::Notify>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let _ = tokio::time::timeout(Duration::from_millis(200), bell.notified()).await;
+        let mut c = api.control.lock().await;
+        if let Some(applied) = tokio::task::block_in_place(|| c.apply_batches()) {
+            match c.wait_enforced(applied).await {
+                Ok(()) => c.report_enforced(),
+                Err(e) => crate::daemon::log(format_args!("fleet store: {e}")),
+            }
+        }
+    }
+}
+
 /// Serves `listener` until `stop` is set; re-reads the config file whenever
-/// `hup` is set (SIGHUP).
+/// `hup` is set (SIGHUP); on a node of a fleet, follows the store.
 pub fn serve(
     listener: std::net::TcpListener,
     api: Arc<Api>,
     stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
+    fleet: Option<FleetTasks>,
 ) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(API_THREADS)
@@ -344,6 +540,29 @@ pub fn serve(
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let app = router(Arc::clone(&api));
         let merging = tokio::spawn(merge_by_traffic(Arc::clone(&api), Arc::clone(&stop)));
+        let mut fleet_tasks = Vec::new();
+        let store = fleet.as_ref().map(|f| Arc::clone(&f.store));
+        if let Some(f) = fleet {
+            let bell = Arc::clone(&f.feed.bell);
+            fleet_tasks.push(tokio::spawn(crate::store::watch::follow(
+                Arc::clone(&f.store),
+                f.from,
+                f.feed,
+                f.reload,
+                Arc::clone(&stop),
+            )));
+            fleet_tasks.push(tokio::spawn(apply_from_store(
+                Arc::clone(&api),
+                bell,
+                Arc::clone(&stop),
+            )));
+            fleet_tasks.push(tokio::spawn(crate::store::watch::report(
+                Arc::clone(&f.store),
+                f.enforcing,
+                f.api,
+                Arc::clone(&stop),
+            )));
+        }
         let hangups = tokio::spawn(model::reload_on_hangup(api, hup, Arc::clone(&stop)));
         let stopped = async move {
             while !stop.load(Ordering::Relaxed) {
@@ -353,6 +572,13 @@ pub fn serve(
         let served = axum::serve(listener, app).with_graceful_shutdown(stopped).await;
         hangups.abort();
         merging.abort();
+        for t in fleet_tasks {
+            t.abort();
+        }
+        if let Some(store) = store {
+            // The fleet sees at once that this node is gone.
+            store.leave().await;
+        }
         served
     })
 }

@@ -42,24 +42,39 @@ pub async fn replace(
     answer
 }
 
+/// The model a [`ModelDocument`] describes, validated as a config file's.
+fn document_model(doc: &ModelDocument) -> Result<crate::model::Model, ApiError> {
+    let mut text = serde_json::json!({
+        "vpc": doc.vpc, "prefix_list": doc.prefix_list,
+        "security_group": doc.security_group, "interface": doc.interface,
+    });
+    if let Some(q) = &doc.quotas {
+        text["quotas"] = q.clone();
+    }
+    let new = Config::parse_json(&text.to_string(), "the request").map_err(|e| match e {
+        ConfigError::Invalid { errors, .. } => ApiError::model(&errors),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid", other.to_string()),
+    })?;
+    Ok(new.model)
+}
+
 async fn replace_model(api: &Api, doc: ModelDocument) -> Answer<Enforced<Replaced>> {
+    if let Some(store) = &api.store {
+        let new = tokio::task::block_in_place(|| document_model(&doc))?;
+        return api
+            .write_in_fleet(store, |current| {
+                let changed = Summary::diff(current, &new);
+                Ok((Replaced { changed }, new.clone(), false))
+            })
+            .await;
+    }
     let called = Instant::now();
     let mut c = api.control.lock().await;
     // Off the runtime's workers, as every change (see `Api::apply`).
     let (changed, applied) = tokio::task::block_in_place(|| {
-        let mut text = serde_json::json!({
-            "vpc": doc.vpc, "prefix_list": doc.prefix_list,
-            "security_group": doc.security_group, "interface": doc.interface,
-        });
-        if let Some(q) = doc.quotas {
-            text["quotas"] = q;
-        }
-        let new = Config::parse_json(&text.to_string(), "the request").map_err(|e| match e {
-            ConfigError::Invalid { errors, .. } => ApiError::model(&errors),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid", other.to_string()),
-        })?;
-        let changed = Summary::diff(&c.config.model, &new.model);
-        let applied = c.publish(new.model, false)?;
+        let new = document_model(&doc)?;
+        let changed = Summary::diff(&c.config.model, &new);
+        let applied = c.publish(new, false)?;
         Ok::<_, ApiError>((changed, applied))
     })?;
     c.wait_enforced(applied).await?;
@@ -67,6 +82,7 @@ async fn replace_model(api: &Api, doc: ModelDocument) -> Answer<Enforced<Replace
     Ok(Reply(Enforced {
         generation: applied.generation,
         enforced: true,
+        revision: None,
         answer: Replaced { changed },
     }))
 }
@@ -94,6 +110,7 @@ pub async fn reload(State(api): State<Arc<Api>>, body: Bytes) -> Answer<Enforced
     Ok(Reply(Enforced {
         generation: applied.generation,
         enforced: true,
+        revision: None,
         answer: Reloaded { note },
     }))
 }

@@ -8,18 +8,67 @@ use axum::response::{IntoResponse, Response};
 use rampart_dataplane::reason::DropReason;
 use rampart_dataplane::stats::Totals;
 
-use super::types::{FlowStats, Health, PortStats, RuleHits, Stats, Version};
-use super::{Api, Reply};
+use axum::http::StatusCode;
+
+use super::types::{FleetNode, FleetView, FlowStats, Health, PortStats, RuleHits, Stats, Version};
+use super::{Answer, Api, ApiError, Reply};
 
 /// `GET /health` (open).
+///
+/// Takes no lock: it answers while a change is in flight.
 pub async fn health(State(api): State<Arc<Api>>) -> Reply<Health> {
-    let c = api.control.lock().await;
+    let counters = &api.metrics.counters;
     Reply(Health {
         status: "ok".to_owned(),
-        generation: c.published_generation(),
-        enforced_generation: c.enforced_generation(),
-        workers: c.counters.len(),
+        generation: api.published.load().generation,
+        enforced_generation: counters
+            .iter()
+            .map(|c| c.generation.get())
+            .min()
+            .unwrap_or(u64::MAX),
+        workers: counters.len(),
     })
+}
+
+/// `GET /v1/fleet`: the fleet store as this node sees it, and every live
+/// node (404 when this node is not one of a fleet).
+pub async fn fleet(State(api): State<Arc<Api>>) -> Answer<FleetView> {
+    let Some(store) = &api.store else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_in_fleet",
+            "this appliance is not one of a fleet (no [cluster] table in its config file)",
+        ));
+    };
+    let h = &store.health;
+    let latest = h.latest();
+    let nodes = store
+        .fleet
+        .lock()
+        .map(|f| {
+            f.iter()
+                .map(|(name, r)| FleetNode {
+                    name: name.clone(),
+                    revision: r.revision,
+                    generation: r.generation,
+                    api: r.api.clone(),
+                    version: r.version.clone(),
+                    behind: r.revision < latest,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Reply(FleetView {
+        node: store.node.clone(),
+        endpoints: store.cluster.endpoints.clone(),
+        prefix: store.keys.prefix().to_owned(),
+        store_up: h.is_up(),
+        store_error: if h.is_up() { String::new() } else { h.error() },
+        latest_revision: latest,
+        revision: h.applied(),
+        lag_seconds: h.lag_seconds(),
+        nodes,
+    }))
 }
 
 /// `GET /metrics` (open): Prometheus text, interfaces named `vpc/name`.

@@ -233,6 +233,9 @@ pub struct Enforced<T = Nothing> {
     pub generation: u64,
     /// Always true: a change that is not enforced answers an error.
     pub enforced: bool,
+    /// The fleet store's revision of the change (a node of a fleet only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
     #[serde(flatten)]
     pub answer: T,
 }
@@ -327,4 +330,39 @@ pub struct ModelDocument {
     pub security_group: Vec<serde_json::Value>,
     #[serde(default)]
     pub interface: Vec<serde_json::Value>,
+}
+
+/// `GET /v1/fleet`: the fleet store as this node sees it, and every live
+/// node with the revision it enforces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    /// This node's name.
+    pub node: String,
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// This node reaches the store.
+    pub store_up: bool,
+    /// Why it does not (empty when it does).
+    pub store_error: String,
+    /// The newest revision of a model change seen in the store.
+    pub latest_revision: i64,
+    /// The revision this node enforces.
+    pub revision: i64,
+    /// Seconds since this node last enforced the store's newest model (0
+    /// while it does).
+    pub lag_seconds: f64,
+    pub nodes: Vec<FleetNode>,
+}
+
+/// One live node of a fleet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetNode {
+    pub name: String,
+    /// The store revision it enforces.
+    pub revision: i64,
+    pub generation: u64,
+    pub api: String,
+    pub version: String,
+    /// It does not enforce the newest model change seen.
+    pub behind: bool,
 }

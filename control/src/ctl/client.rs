@@ -41,6 +41,8 @@ pub struct Client {
     agent: ureq::Agent,
     url: String,
     token: String,
+    /// Changes ask to be answered once the whole fleet enforces them.
+    wait_fleet: bool,
 }
 
 /// What a path segment keeps as it is (RFC 3986 unreserved).
@@ -73,6 +75,7 @@ impl Client {
             agent,
             url: args.url.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
+            wait_fleet: args.wait_fleet,
         })
     }
 
@@ -88,7 +91,14 @@ impl Client {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<Answer<T>, Failure> {
-        let url = format!("{}{path}", self.url);
+        let mut url = format!("{}{path}", self.url);
+        if self.wait_fleet && !matches!(method, Method::Get) {
+            url.push_str(if path.contains('?') {
+                "&wait=fleet"
+            } else {
+                "?wait=fleet"
+            });
+        }
         let auth = format!("Bearer {}", self.token);
         let body = match body {
             Some(b) => serde_json::to_string(b).map_err(|e| Failure::Local(format!("the request: {e}")))?,

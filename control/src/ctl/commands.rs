@@ -11,15 +11,22 @@ use super::client::{vpc_path, Answer, Client, Failure, Method};
 use super::show::{fields, join, or_dash, table};
 use super::{GroupCmd, InterfaceCmd, Output, PrefixListCmd, RuleAdd, RuleCmd};
 use crate::api::types::{
-    CopyRequest, Created, Enforced, ExplainRequest, Explained, GroupCreated, GroupList, GroupView, Health,
-    InterfaceList, InterfaceView, ModelDocument, Nothing, PrefixListList, PrefixListView, ReloadRequest,
-    Replaced, RuleIds, Stats, VpcList,
+    CopyRequest, Created, Enforced, ExplainRequest, Explained, FleetView, GroupCreated, GroupList, GroupView,
+    Health, InterfaceList, InterfaceView, ModelDocument, Nothing, PrefixListList, PrefixListView,
+    ReloadRequest, Replaced, RuleIds, Stats, VpcList,
 };
 use crate::model::{GroupSpec, InterfaceSpec, PrefixListSpec, RuleSpec, Scalar};
 
-/// A change's answer: `ok: enforced at generation N`.
+/// A change's answer: `ok: enforced at generation N` (and the store's
+/// revision on a node of a fleet).
 fn done(a: Answer<Enforced>) -> Output {
-    let text = format!("ok: enforced at generation {}\n", a.body.generation);
+    let text = match a.body.revision {
+        Some(r) => format!(
+            "ok: enforced at generation {}, store revision {r}\n",
+            a.body.generation
+        ),
+        None => format!("ok: enforced at generation {}\n", a.body.generation),
+    };
     Output::ok(a.json, text)
 }
 
@@ -447,4 +454,42 @@ pub fn reload(c: &Client, force: bool) -> Result<Output, Failure> {
         "/v1/reload",
         Some(&ReloadRequest { force }),
     )?))
+}
+
+pub fn fleet_status(c: &Client) -> Result<Output, Failure> {
+    let a = c.get::<FleetView>("/v1/fleet")?;
+    let f = &a.body;
+    let rows: Vec<Vec<String>> = f
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.revision.to_string(),
+                (f.latest_revision - n.revision).max(0).to_string(),
+                n.generation.to_string(),
+                n.api.clone(),
+                n.version.clone(),
+            ]
+        })
+        .collect();
+    let mut text = format!(
+        "store {} prefix {}: {}\nthis node {}: enforces revision {} of {} (lag {:.1} s)\n",
+        f.endpoints.join(","),
+        f.prefix,
+        if f.store_up {
+            "up".to_owned()
+        } else {
+            format!("UNREACHABLE ({})", f.store_error)
+        },
+        f.node,
+        f.revision,
+        f.latest_revision,
+        f.lag_seconds
+    );
+    text.push_str(&table(
+        &["NODE", "REVISION", "BEHIND", "GENERATION", "API", "VERSION"],
+        &rows,
+    ));
+    Ok(Output::ok(a.json, text))
 }

@@ -8,6 +8,7 @@
 mod client;
 mod commands;
 mod show;
+mod store;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ pub struct CtlArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// On a node of a fleet: answer a change once every live node enforces
+    /// it (the API's `?wait=fleet`), not only the node asked.
+    #[arg(long, global = true)]
+    wait_fleet: bool,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -79,6 +84,43 @@ enum CtlCommand {
         /// Apply it even though it drops changes made through the API.
         #[arg(long)]
         force: bool,
+    },
+    /// The fleet: `status` (every live node and the revision it enforces).
+    #[command(subcommand)]
+    Fleet(FleetCmd),
+    /// The fleet store itself (etcd, named by a config file's [cluster]):
+    /// `push` a model into it, `pull` it into a state directory.
+    #[command(subcommand)]
+    Store(StoreCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCmd {
+    /// This node's view of the store, and every live node with its
+    /// enforced revision and lag.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCmd {
+    /// Replace the fleet's model with a state directory's or a config
+    /// file's (with the file's [settings]); every node follows.
+    Push {
+        /// A state directory (its model.json and journal) or a config file.
+        source: PathBuf,
+        /// The config file whose [cluster] names the store (and whose
+        /// [settings] go with a state directory's model).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write the fleet's model into a state directory, from which a
+    /// standalone appliance can run.
+    Pull {
+        /// The state directory (created if needed; not one a running
+        /// appliance holds).
+        dest: PathBuf,
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -271,6 +313,12 @@ impl Output {
 }
 
 fn run_command(args: &CtlArgs) -> Result<Output, Failure> {
+    if let CtlCommand::Store(cmd) = &args.command {
+        return match cmd {
+            StoreCmd::Push { source, config } => store::push(source, config),
+            StoreCmd::Pull { dest, config } => store::pull(dest, config),
+        };
+    }
     let c = Client::new(args)?;
     match &args.command {
         CtlCommand::Health => commands::health(&c),
@@ -283,6 +331,8 @@ fn run_command(args: &CtlArgs) -> Result<Output, Failure> {
         CtlCommand::Apply { file } => commands::apply(&c, file),
         CtlCommand::Explain { vpc, packet } => commands::explain(&c, vpc.as_ref(), packet),
         CtlCommand::Reload { force } => commands::reload(&c, *force),
+        CtlCommand::Fleet(FleetCmd::Status) => commands::fleet_status(&c),
+        CtlCommand::Store(_) => unreachable!("answered above"),
     }
 }
 
