@@ -11,6 +11,9 @@
 //!   expectations checked on what comes back.
 //! - [`api`]: one-rule changes through the running daemon's REST API, call
 //!   to enforced (`rampart-bench api`, root; needs the `rampart` binary).
+//! - [`fleet`]: the same through a fleet sharing its model in etcd, answered
+//!   when every node enforces it, beside one standalone appliance
+//!   (`rampart-bench fleet`, root; needs `rampart` and etcd).
 //! - [`classify`]: the classifier benchmark on ClassBench files, with a linear
 //!   scan measured in the same run as the baseline (`rampart-bench classify`).
 //! - [`pipeline`]: the per-packet path in memory: established-flow and
@@ -33,6 +36,7 @@
 pub mod api;
 pub mod classify;
 pub mod e2e;
+pub mod fleet;
 pub mod forward;
 pub mod gen;
 pub mod netns;

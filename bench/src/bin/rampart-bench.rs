@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use rampart_bench::classify::{self, Choice, Plan, Report};
-use rampart_bench::{api, e2e, forward, pipeline, update, wakeup};
+use rampart_bench::{api, e2e, fleet, forward, pipeline, update, wakeup};
 use rampart_testkit::classbench;
 
 #[derive(Debug, Parser)]
@@ -46,6 +46,10 @@ enum Command {
     /// running `rampart run` (built beside this binary) on a GROUPS x RULES
     /// model, with idle adaptive and busy.
     Api(ApiArgs),
+    /// A fleet (root, etcd): one-rule changes through node 1's API answered
+    /// when every node enforces them (?wait=fleet), beside one standalone
+    /// appliance before and after.
+    Fleet(FleetArgs),
     /// End to end (root): the same rampart-gen traffic through a pass-through
     /// AF_XDP forwarder (the ceiling), `rampart run` (built beside this binary)
     /// and the kernel's bridge with `rampart export nftables`; delivered pps,
@@ -148,6 +152,29 @@ struct ApiArgs {
     /// interface its own mix) or shared (300 mixes shared by all).
     #[arg(long, value_enum, default_value_t = update::SetMix::Random)]
     set_mix: update::SetMix,
+    /// Print one JSON object per result instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The flags of `fleet`.
+#[derive(Debug, Args)]
+struct FleetArgs {
+    /// Appliances in the fleet, 1-8. Default 3.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Groups in the model. Default 100.
+    #[arg(long, default_value_t = 100)]
+    groups: usize,
+    /// Rules per group. Default 100.
+    #[arg(long, default_value_t = 100)]
+    rules: usize,
+    /// Interfaces, each bound to up to three groups. Default 1000.
+    #[arg(long, default_value_t = 1000)]
+    interfaces: usize,
+    /// Changes to time per setup (half additions, half deletions). Default 200.
+    #[arg(long, default_value_t = 200)]
+    changes: usize,
     /// Print one JSON object per result instead of the table.
     #[arg(long)]
     json: bool,
@@ -264,6 +291,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forward(args) => run_forward(args),
         Command::Wakeup(args) => run_wakeup(args),
         Command::Api(args) => run_api(args),
+        Command::Fleet(args) => {
+            let plan = update::Plan {
+                groups: args.groups,
+                rules_per_group: args.rules,
+                interfaces: args.interfaces,
+                changes: args.changes,
+                set_mix: update::SetMix::Random,
+            };
+            let reports = fleet::run(plan, args.nodes)?;
+            emit(args.json, &reports, || fleet::render(&reports))
+        }
         Command::E2e(args) => run_e2e(args),
         Command::Update(args) => run_update(args),
     }
