@@ -333,6 +333,39 @@ fn a_change_through_one_node_is_enforced_on_every_node() {
     let (status, body) = api1.raw("POST", "/v1/reload", Some(&api1.token), None);
     assert_eq!(status, 409, "{body}");
 
+    // A whole model pushed into the store (a new epoch) is enforced by every
+    // node: here web allows 8443 and nothing else.
+    let pushed = support::scratch("push");
+    let file = pushed.path().join("model.toml");
+    std::fs::write(&file, MODEL.replace("ports = \"80\"", "ports = \"8443\"")).expect("model");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &f.nodes[1].net.fw, BIN, "ctl", "store", "push"])
+        .arg(&file)
+        .arg("--config")
+        .arg(f.nodes[1].dir.path().join("rampart.toml"))
+        .output()
+        .expect("rampart ctl store push");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = f.converged(Duration::from_secs(10));
+    assert_eq!(model["interfaces"].as_array().map(Vec::len), Some(1), "{model}");
+    for (i, n) in f.nodes.iter().enumerate() {
+        assert!(
+            !n.reaches(80) && !n.reaches(8080),
+            "node {i} enforces the pushed model"
+        );
+    }
+    // And a whole model through a node's API (PUT /v1/model), the same way.
+    let doc = json!({
+        "vpc": [{ "name": "t" }],
+        "security_group": [{ "vpc": "t", "name": "web", "rules": [{ "direction": "ingress", "protocol": "tcp", "ports": "80" }] }],
+        "interface": [{ "vpc": "t", "name": "srv", "addresses": ["198.18.0.20"], "groups": ["web"] }],
+    });
+    let (status, body) = f.nodes[2].api().send("PUT", "/v1/model?wait=fleet", &doc);
+    assert_eq!(status, 200, "{body}");
+    for (i, n) in f.nodes.iter().enumerate() {
+        assert!(n.reaches(80), "node {i} enforces the model put through node 3");
+    }
+
     // A node that stops leaves the fleet at once (its lease is revoked).
     let mut f = f;
     f.nodes[2].daemon().stop(Signal::SIGTERM);
