@@ -752,7 +752,8 @@ impl Store {
 
     /// Writes `model` and `settings` whole as a new epoch and switches
     /// `meta` to it, conditioned on `meta` being at `expect` (absent when
-    /// `None`); then removes every other epoch's keys. Answers the new mark.
+    /// `None`); then removes the keys of the epochs before it. Answers the
+    /// new mark.
     pub async fn replace(
         &self,
         expect: Option<i64>,
@@ -780,7 +781,7 @@ impl Store {
             last.push(TxnOp::put(self.keys.settings(epoch), settings_value, None));
             last.push(TxnOp::put(self.keys.meta(), meta, None));
             let revision = self.conditional(expect, last, &change).await?;
-            self.remove_other_epochs(epoch).await;
+            self.remove_epochs_before(epoch).await;
             Ok(StoreMark {
                 revision,
                 meta_revision: revision,
@@ -790,25 +791,21 @@ impl Store {
         .await
     }
 
-    /// Removes the keys of every epoch but `keep` (best effort: what stays
-    /// is never read, and the next whole write removes it).
-    async fn remove_other_epochs(&self, keep: u64) {
-        let models = self.keys.models();
-        let kept = self.keys.epoch(keep);
-        let ranges = [
-            (models.clone().into_bytes(), kept.clone().into_bytes()),
-            (range_end(&kept), range_end(&models)),
-        ];
-        for (from, to) in ranges {
-            if from < to {
-                let _ = self
-                    .kv_call(|mut kv| {
-                        let (from, to) = (from.clone(), to.clone());
-                        async move { kv.delete(from, Some(DeleteOptions::new().with_range(to))).await }
-                    })
-                    .await;
-            }
-        }
+    /// Removes the keys of every epoch before `keep` (best effort: what
+    /// stays is never read, and a later switch removes it). Later epochs
+    /// are left alone: one may be a whole model another writer is writing
+    /// now, which it can switch to only if `meta` has not moved since it
+    /// began, that is after this switch (an epoch is the store's revision
+    /// when its writing began, so it is higher than `keep`).
+    async fn remove_epochs_before(&self, keep: u64) {
+        let from = self.keys.models().into_bytes();
+        let to = self.keys.epoch(keep).into_bytes();
+        let _ = self
+            .kv_call(|mut kv| {
+                let (from, to) = (from.clone(), to.clone());
+                async move { kv.delete(from, Some(DeleteOptions::new().with_range(to))).await }
+            })
+            .await;
     }
 
     /// Revokes this node's lease, so that its record goes at once (at a
